@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make train` and `make test`. Both create .venv when it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+MODEL   ?= lightgcn
+DATASET ?= ml100k
+ARGS    ?=
+VENV    := .venv
+PY      := $(VENV)/bin/python
+# The newest python3.1x on the PATH or under pyenv: current JAX needs 3.12+, 3.11 still works with jax 0.10.
+PYTHON  ?= $(shell for v in 13 12 11; do \
+             for p in $$(command -v python3.$$v) $$HOME/.pyenv/versions/3.$$v.*/bin/python3.$$v; do \
+               [ -x "$$p" ] && "$$p" -c 'import venv' 2>/dev/null && { echo "$$p"; exit 0; }; \
+             done; done)
+# Keep glibc from returning freed arenas to the OS between sparse layers (measured slower otherwise).
+export MALLOC_MMAP_MAX_ := 0
+export MALLOC_TRIM_THRESHOLD_ := 100000000000
+
+.PHONY: help venv train test data bench profile clean
+
+help:
+	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
+	@echo "make test | make data DATASET=... [RAW=dir] | make bench | make profile"
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
+	@echo "creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(PY) -m lgmrec_jax.cli train --model $(MODEL) --dataset $(DATASET) $(ARGS)
+
+test: venv
+	$(PY) -m pytest tests
+
+data: venv
+	$(PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
+
+bench: venv
+	$(PY) -m experiments.bench $(ARGS)
+
+profile: venv
+	$(PY) -m experiments.profile --model $(MODEL) --dataset $(DATASET) $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,28 @@
+"""Model registry. A model is a module exposing:
+
+  Config                                   frozen dataclass of hyperparameters (names as in the spec / MMRec)
+  build_graphs(data, cfg, backend) -> pytree   host-side graph construction, run once by data code
+  init(key, cfg, data) -> params           params is a pytree of arrays
+  apply(params, graphs, feats, key, train, cfg) -> (user_emb [U,d], item_emb [I,d], aux)
+  loss(params, graphs, feats, batch, key, cfg) -> (scalar, dict of scalar parts)
+
+`feats` maps modality name -> float32 [n_items, dim]. `batch` holds int32 `users`, `pos`, `neg` and a float32
+`mask` ([B] each; mask 0 marks padding). The train loop knows nothing else about a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+MODEL_MODULES = {
+    "lightgcn": "lgmrec_jax.models.lightgcn",
+    "lgmrec": "lgmrec_jax.models.lgmrec",
+    "gume": "lgmrec_jax.models.gume",
+}
+
+
+def get_model(name: str) -> ModuleType:
+    if name not in MODEL_MODULES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_MODULES)}")
+    return importlib.import_module(MODEL_MODULES[name])
