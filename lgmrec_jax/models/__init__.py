@@ -1,7 +1,7 @@
 """Model registry. A model is a module exposing:
 
   Config                                   frozen dataclass of hyperparameters (names as in the spec / MMRec)
-  build_graphs(data, cfg, backend) -> pytree   host-side graph construction, run once by data code
+  build_graphs(data, cfg, backend, cache_dir=None) -> pytree   host-side graphs, built once (cache_dir: optional cache)
   init(key, cfg, data) -> params           params is a pytree of arrays
   apply(params, graphs, feats, key, train, cfg) -> (user_emb [U,d], item_emb [I,d], aux)
   loss(params, graphs, feats, batch, key, cfg) -> (scalar, dict of scalar parts)

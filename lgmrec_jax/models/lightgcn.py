@@ -32,7 +32,7 @@ def layer_mean(adj: SparseMatrix, ego: jax.Array, n_layers: int) -> jax.Array:
     return total / (n_layers + 1)
 
 
-def build_graphs(data: Dataset, cfg: Config, backend: str) -> dict:
+def build_graphs(data: Dataset, cfg: Config, backend: str, cache_dir=None) -> dict:
     return {"adj": normalized_adjacency(data.n_users, data.n_items, data.train, backend=backend)}
 
 

@@ -1,0 +1,221 @@
+"""The one train loop, shared by every model.
+
+    result = train_and_evaluate(cfg, data, workdir)          # cfg: config.RunConfig, data: data.Dataset
+
+Each epoch: shuffled BPR batches (data/sampler.py) through a jitted `train_step` with donated state, then a
+validation pass (evaluation.py) every `eval_step` epochs, early stopping on the rounded validation metric with
+MMRec's patience, and an orbax checkpoint. At the end the test split is evaluated once, with the parameters of the
+best validation epoch. `workdir` receives config.json, metrics.jsonl (one JSON line per epoch), results.json,
+curves.png and checkpoints/. `resume=True` restores the latest checkpoint in `workdir` and continues exactly: batch
+order and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from lgmrec_jax import parallel
+from lgmrec_jax.checkpoint import Checkpointer
+from lgmrec_jax.config import RunConfig, save_config
+from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.data.sampler import NegativeSampler
+from lgmrec_jax.evaluation import Evaluator, popularity_scores
+from lgmrec_jax.graph import default_backend
+from lgmrec_jax.models import get_model
+from lgmrec_jax.plots import plot_curves
+
+EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    best_params: Any  # parameters of the best validation epoch so far; the test split is evaluated with these
+    step: jax.Array
+    key: jax.Array  # raw uint32 PRNG key; step keys are fold_in(key, step)
+
+
+def make_optimizer(cfg: RunConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    factor, period = cfg.train.learning_rate_scheduler
+
+    def schedule(step):
+        # MMRec's LambdaLR is stepped once per epoch: lr · factor ** (epoch / period), constant within an epoch.
+        epoch = step // steps_per_epoch
+        return cfg.train.learning_rate * factor ** (epoch / period)
+
+    parts = []
+    if cfg.train.weight_decay:
+        parts.append(optax.add_decayed_weights(cfg.train.weight_decay))  # torch Adam's coupled L2
+    parts.append(optax.adam(schedule))
+    return optax.chain(*parts)
+
+
+def make_train_step(model, model_cfg, optimizer):
+    def train_step(state: TrainState, graphs, feats, batch):
+        key = jax.random.fold_in(state.key, state.step)
+        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+        (loss, parts), grads = grad_fn(state.params, graphs, feats, batch, key, model_cfg)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss, **parts}
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def make_embed(model, model_cfg):
+    def embed(params, graphs, feats, key):
+        users, items, _ = model.apply(params, graphs, feats, key, False, model_cfg)
+        return users, items
+
+    return jax.jit(embed)
+
+
+class Trainer:
+    """Holds everything built once per run; `run()` executes the loop."""
+
+    def __init__(self, cfg: RunConfig, data: Dataset, workdir: Path, progress: bool = True):
+        self.cfg, self.data, self.workdir, self.progress = cfg, data, Path(workdir), progress
+        tc = cfg.train
+        self.model = get_model(cfg.model_name)
+        self.mesh = parallel.make_mesh(tc.devices)
+        if tc.train_batch_size % self.mesh.size:
+            raise ValueError(f"train.train_batch_size={tc.train_batch_size} is not divisible by the "
+                             f"{self.mesh.size} devices in use")
+        self.backend = default_backend() if tc.backend == "auto" else tc.backend
+        graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
+        self.graphs = parallel.replicate(graphs, self.mesh)
+        self.feats = parallel.replicate({m: jnp.asarray(f) for m, f in data.features.items()}, self.mesh)
+        self.sampler = NegativeSampler(data, tc.train_batch_size, tc.seed)
+        self.optimizer = make_optimizer(cfg, self.sampler.batches_per_epoch)
+        self.train_step = make_train_step(self.model, cfg.model, self.optimizer)
+        self.embed = make_embed(self.model, cfg.model)
+        user_sharding = parallel.batch_sharded(self.mesh)
+        self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, sharding=user_sharding)
+        self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, sharding=user_sharding)
+        if tc.valid_metric not in self._metric_names():
+            raise ValueError(f"train.valid_metric={tc.valid_metric!r} is not computed; "
+                             f"available: {', '.join(self._metric_names())}")
+
+    def _metric_names(self):
+        return [f"{m}@{k}" for k in self.cfg.train.topk for m in ("recall", "ndcg", "precision", "map")]
+
+    def init_state(self) -> TrainState:
+        key = jax.random.PRNGKey(self.cfg.train.seed)
+        init_key, run_key = jax.random.split(key)
+        params = self.model.init(init_key, self.cfg.model, self.data)
+        state = TrainState(params=params, opt_state=self.optimizer.init(params),
+                           best_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), key=run_key)
+        return parallel.replicate(state, self.mesh)
+
+    def evaluate(self, params, evaluator: Evaluator, epoch: int) -> dict[str, float]:
+        key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.train.seed), EVAL_KEY_OFFSET + epoch)
+        return evaluator(*self.embed(params, self.graphs, self.feats, key))
+
+    def run(self, resume: bool = False) -> dict:
+        tc = self.cfg.train
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.workdir / "config.json")
+        log_path = self.workdir / "metrics.jsonl"
+        ckpt = Checkpointer(self.workdir / "checkpoints") if tc.checkpoint_every else None
+        state = self.init_state()
+        loop = {"next_epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "best_valid": {}}
+        if resume:
+            if ckpt is None or ckpt.latest_epoch() is None:
+                raise FileNotFoundError(f"--resume: no checkpoint in {self.workdir / 'checkpoints'}")
+            state, loop = ckpt.restore(state)
+            state = parallel.replicate(state, self.mesh)
+            _truncate_log(log_path, loop["next_epoch"])
+        elif log_path.exists():
+            log_path.unlink()
+
+        bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
+                   desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")
+        for epoch in bar:
+            if loop["bad_epochs"] > tc.stopping_step:
+                break
+            state, train_record = self._train_epoch(state, epoch)
+            record = {"epoch": epoch, **train_record}
+            if (epoch + 1) % tc.eval_step == 0:
+                t0 = time.perf_counter()
+                valid = self.evaluate(state.params, self.valid_eval, epoch)
+                record["eval_seconds"] = time.perf_counter() - t0
+                record["valid"] = valid
+                score = valid[tc.valid_metric]
+                if score > loop["best_score"]:  # strictly better, on the rounded value (MMRec)
+                    loop.update(best_score=score, best_epoch=epoch, bad_epochs=0, best_valid=valid)
+                    state = state.replace(best_params=jax.tree.map(jnp.copy, state.params))
+                else:
+                    loop["bad_epochs"] += 1
+            loop["next_epoch"] = epoch + 1
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if ckpt is not None and (epoch + 1) % tc.checkpoint_every == 0:
+                ckpt.save(epoch, state, loop)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", **{tc.valid_metric: loop["best_score"]},
+                            best_epoch=loop["best_epoch"])
+        bar.close()
+        if ckpt is not None:
+            ckpt.close()
+        return self._finish(state, loop, log_path)
+
+    def _train_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict]:
+        t0 = time.perf_counter()
+        sums, n = None, 0
+        for batch in self.sampler.epoch(epoch):
+            state, parts = self.train_step(state, self.graphs, self.feats, parallel.shard_batch(batch, self.mesh))
+            sums = parts if sums is None else jax.tree.map(jnp.add, sums, parts)
+            n += 1
+        means = {k: float(v) / n for k, v in jax.device_get(sums).items()}
+        if not all(np.isfinite(v) for v in means.values()):
+            raise FloatingPointError(f"epoch {epoch}: non-finite training loss {means}; stopping "
+                                     f"(last checkpoint in {self.workdir / 'checkpoints'})")
+        return state, {**means, "train_seconds": time.perf_counter() - t0}
+
+    def _finish(self, state: TrainState, loop: dict, log_path: Path) -> dict:
+        best_epoch = loop["best_epoch"]
+        test = self.evaluate(state.best_params, self.test_eval, max(best_epoch, 0)) if best_epoch >= 0 else {}
+        pop_users, pop_items = popularity_scores(self.data)
+        records = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+        train_secs = [r["train_seconds"] for r in records]
+        eval_secs = [r["eval_seconds"] for r in records if "eval_seconds" in r]
+        result = {
+            "model": self.cfg.model_name, "dataset": self.data.name, "backend": self.backend,
+            "devices": self.mesh.size, "platform": jax.default_backend(),
+            "epochs_run": loop["next_epoch"], "best_epoch": best_epoch,
+            "valid": loop["best_valid"], "test": test,
+            "popularity": {"valid": self.valid_eval(pop_users, pop_items), "test": self.test_eval(pop_users, pop_items)},
+            # The first epoch includes compilation; the median is the steady-state cost.
+            "median_train_seconds_per_epoch": float(np.median(train_secs)) if train_secs else None,
+            "median_eval_seconds": float(np.median(eval_secs)) if eval_secs else None,
+            "selection": f"best validation {self.cfg.train.valid_metric}; test evaluated once at that epoch",
+        }
+        (self.workdir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        if records:
+            plot_curves(records, self.workdir / "curves.png", self.cfg.train.valid_metric,
+                        title=f"{self.cfg.model_name} on {self.data.name}")
+        return result
+
+
+def train_and_evaluate(cfg: RunConfig, data: Dataset, workdir: str | Path, resume: bool = False,
+                       progress: bool = True) -> dict:
+    return Trainer(cfg, data, Path(workdir), progress=progress).run(resume=resume)
+
+
+def _truncate_log(path: Path, next_epoch: int) -> None:
+    """Drops log lines of epochs after the restored checkpoint (they will be run again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] < next_epoch]
+    path.write_text("".join(line + "\n" for line in kept))
