@@ -46,7 +46,7 @@ def mmrec_split(users: np.ndarray, seed: int) -> np.ndarray:
     too_small = np.flatnonzero(counts < MIN_INTERACTIONS)
     if too_small.size:
         first = too_small[0]
-        bad_user = users[np.flatnonzero(inverse == first)[0]]
+        bad_user = users[np.flatnonzero(inverse == first)[0]].item()
         raise ValueError(
             f"{too_small.size} user(s) have fewer than {MIN_INTERACTIONS} interactions "
             f"(e.g. user {bad_user!r} with {counts[first]}); apply the 5-core filter first"

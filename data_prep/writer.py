@@ -84,7 +84,7 @@ def validate_inputs(
     if bad.any():
         raise ValueError(
             f"x_label: values must be 0 (train), 1 (valid) or 2 (test); "
-            f"found {x_label[bad][0]!r} at row {int(np.flatnonzero(bad)[0])}"
+            f"found {x_label[bad][0].item()!r} at row {int(np.flatnonzero(bad)[0])}"
         )
     _check_contiguous("users", users)
     _check_contiguous("items", items)
