@@ -181,7 +181,7 @@ def read_image_features(path: Path, wanted: list[str], dim: int = MCAULEY_IMAGE_
     if n_records == 0:
         return feats, found
     table = np.memmap(path, dtype=record, mode="r", shape=(n_records,))
-    chunk = 65_536
+    chunk = 8_192  # records per progress tick (~130 MB of file)
     for start in tqdm(range(0, n_records, chunk), desc=f"scan {path.name}", disable=not progress):
         asins = table["asin"][start:start + chunk]
         for offset, raw in enumerate(asins.tolist()):
@@ -417,7 +417,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "Clothing_Shoes_and_Jewelry, ...) or a short name (baby, sports, clothing, elec)")
     p.add_argument("--raw", type=Path, required=True, help="folder with the raw files, or a prepared MMRec folder")
     p.add_argument("--out", type=Path, help="output folder (default data/<name>)")
-    p.add_argument("--name", help="dataset name, i.e. <name>.inter (default: short category name)")
+    p.add_argument("--name", help="dataset name, i.e. <name>.inter (default: the --out folder's name, "
+                   "else the short category name: baby, sports, clothing, elec)")
     p.add_argument("--seed", type=int, default=999, help="seed of the train/valid/test split (default 999)")
     p.add_argument("--k-core", type=int, default=5, help="minimum interactions per user and item (default 5)")
     p.add_argument("--text-encoder", choices=enc.TEXT_ENCODERS, default="minilm",
@@ -450,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --category is required to build from raw files", file=sys.stderr)
             return 2
         category = known_stats.category_for(args.category) or args.category
-        name = args.name or known_stats.short_name_for(category)
+        short = known_stats.short_name_for(category)
+        # The trainer loads <dir>/<dir name>.inter, so the folder name is the default dataset name.
+        name = args.name or (args.out.name if args.out else short)
         out = args.out or Path("data") / name
         sources = find_sources(raw, category, need_image_file=args.image_encoder == "mcauley")
         text_encoder = enc.make_text_encoder(args.text_encoder)
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path}")
     try:
         # A rebuilt baby/sports/clothing/elec must match the published sizes (SPEC §1.2).
-        summary = validate_prepared(path, name, check_known=args.k_core == 5)
+        summary = validate_prepared(path, name, check_known=args.k_core == 5, known_as=short)
     except ValueError as err:
         print(f"error: {path} was written but does not match the published dataset: {err}", file=sys.stderr)
         return 1

@@ -91,7 +91,8 @@ def _expect(path: Path, what: str, expected, found) -> None:
                          else f"{path}: {what}: expected {expected}, found {found}")
 
 
-def validate_prepared(path: str | Path, name: str | None = None, *, check_known: bool = True) -> dict:
+def validate_prepared(path: str | Path, name: str | None = None, *, check_known: bool = True,
+                      known_as: str | None = None) -> dict:
     """Check a prepared MMRec folder; return a summary dict, raise ValueError naming the bad file.
 
     Checks: `.inter` header and integer ids, ids >= 0 and contiguous, x_label in {0,1,2}, every
@@ -100,6 +101,11 @@ def validate_prepared(path: str | Path, name: str | None = None, *, check_known:
     published feature widths are compared with SPEC §1.2; the width check is skipped for a
     modality whose manifest records a different encoder (e.g. the hashing text fallback).
     If a manifest.json is present its hashes are verified too.
+
+    Args:
+      path: the folder. name: dataset name (default: the stem of its single `.inter` file).
+      check_known: compare with the published statistics when the dataset is a known one.
+      known_as: which known dataset to compare with (default: `name`), for renamed folders.
     """
     from data_prep import manifest as manifest_lib  # local: manifest imports nothing from here
 
@@ -157,7 +163,7 @@ def validate_prepared(path: str | Path, name: str | None = None, *, check_known:
             raise ValueError(f"{feat_path}: {int((~finite).sum())} NaN/inf values, first at row {row}, column {col}")
         features[modality] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
 
-    known = KNOWN.get(name.lower()) if check_known else None
+    known = KNOWN.get((known_as or name).lower()) if check_known else None
     if known is not None:
         _expect(inter_path, "users", known.users, n_users)
         _expect(inter_path, "items", known.items, n_items)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import platform
 from pathlib import Path
@@ -27,6 +28,13 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while block := handle.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _package_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None  # running from a source tree that was never pip-installed
 
 
 def build_manifest(
@@ -84,6 +92,7 @@ def build_manifest(
         "tools": {
             "python": platform.python_version(),
             "numpy": np.__version__,
+            "lgmrec-jax": _package_version("lgmrec-jax"),
         },
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "provenance": provenance,
