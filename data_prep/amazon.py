@@ -129,7 +129,8 @@ def read_ratings_csv(path: Path, progress: bool = True) -> Interactions:
     return out
 
 
-_ASIN_RE = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]+)['"]""")
+# Python 2 wrote the 2014 files, so keys and values may carry a u'' prefix.
+_ASIN_RE = re.compile(r"""u?['"]asin['"]\s*:\s*u?['"]([^'"]+)['"]""")
 
 
 def read_meta(path: Path, wanted: set[str], progress: bool = True) -> dict[str, dict]:

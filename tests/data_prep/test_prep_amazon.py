@@ -90,6 +90,10 @@ def write_raw(raw, reviews_name="reviews_Tiny_5.json.gz"):
             # A JSON (not Python-literal) line with null: exercises the json.loads fallback.
             meta_lines.append(json.dumps({"asin": item, "title": "Mat", "brand": None, "categories": [["Baby"]]}))
             continue
+        if item == Z_ITEMS[1]:
+            # Python 2 repr, as in the 2014 release: u'' prefixes and \x escapes.
+            meta_lines.append("{u'asin': u'%s', u'title': u'Caf\\xe9 set', u'categories': [[u'Baby']]}" % item)
+            continue
         meta_lines.append(repr(META.get(item, {"asin": item, "title": f"Item {item}", "categories": [["Cat"]]})))
     with gzip.open(raw / "meta_Tiny.json.gz", "wt", encoding="utf-8") as f:
         f.write("\n".join(meta_lines) + "\n")
@@ -161,6 +165,7 @@ def test_text_sentences_built_per_item(built):
     for item, sentence in EXPECTED_SENTENCE.items():
         assert encoder.texts[want_items[item]] == sentence
     assert encoder.texts[want_items[CORE_ITEMS[2]]] == "Mat" + " " + " " + " " + "Baby" + " " + " "
+    assert encoder.texts[want_items[Z_ITEMS[1]]] == "Café set" + " " + " " + " " + "Baby" + " " + " "
     text = np.load(out / "text_feat.npy")
     assert text.shape == (15, 384) and text.dtype == np.float32
 
