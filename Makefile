@@ -7,6 +7,10 @@ DATASET ?= ml100k
 ARGS    ?=
 VENV    := .venv
 PY      := $(VENV)/bin/python
+# Feature encoders (MiniLM, EfficientNet-Lite0) need torch; torch 2.13.0 CPU is installable for Python 3.11,
+# so they live in a second environment that `make data` uses when it exists.
+FEATURES_VENV := .venv-features
+DATA_PY := $(if $(wildcard $(FEATURES_VENV)/bin/python),$(FEATURES_VENV)/bin/python,$(PY))
 # The newest python3.1x on the PATH or under pyenv: current JAX needs 3.12+, 3.11 still works with jax 0.10.
 PYTHON  ?= $(shell for v in 13 12 11; do \
              for p in $$(command -v python3.$$v) $$HOME/.pyenv/versions/3.$$v.*/bin/python3.$$v; do \
@@ -16,11 +20,11 @@ PYTHON  ?= $(shell for v in 13 12 11; do \
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: help venv train test data bench profile clean
+.PHONY: help venv features-venv train test data bench profile clean
 
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
-	@echo "make test | make data DATASET=... [RAW=dir] | make bench | make profile"
+	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
@@ -32,6 +36,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+$(FEATURES_VENV)/.installed: pyproject.toml
+	@command -v python3.11 >/dev/null || { echo "error: the feature encoders need python3.11 (torch 2.13.0 CPU)" >&2; exit 1; }
+	python3.11 -m venv $(FEATURES_VENV)
+	$(FEATURES_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FEATURES_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(FEATURES_VENV)/bin/python -m pip install -q -e '.[features,test]'
+	@touch $@
+
+features-venv: $(FEATURES_VENV)/.installed
+
 train: venv
 	$(PY) -m lgmrec_jax.cli train --model $(MODEL) --dataset $(DATASET) $(ARGS)
 
@@ -39,7 +53,7 @@ test: venv
 	$(PY) -m pytest tests
 
 data: venv
-	$(PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
+	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
 
 bench: venv
 	$(PY) -m experiments.bench $(ARGS)
