@@ -26,6 +26,11 @@ def frobenius_reg(mask: jax.Array, *embeddings: jax.Array) -> jax.Array:
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """Row-wise x / max(‖x‖₂, eps), as torch.nn.functional.normalize."""
-    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-    return x / jnp.maximum(norm, eps)
+    """Row-wise x / max(‖x‖₂, eps), as torch.nn.functional.normalize.
+
+    Written as x · rsqrt(max(‖x‖², eps²)), the same value: sqrt at an all-zero row (an item without training
+    interactions after propagation, a hyperedge row that dropout zeroed) would give an infinite derivative and a NaN
+    gradient, whereas torch's norm has a zero subgradient there.
+    """
+    sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))

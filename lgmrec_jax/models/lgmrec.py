@@ -1,0 +1,323 @@
+"""LGMRec (Guo et al., AAAI'24) as pure functions, matching the official code (SPEC §3).
+
+    E = E_cge + E_mge + α · L2norm(E_ghe)
+
+  * CGE  collaborative graph embedding: LightGCN layer mean over the ID embeddings.
+  * MGE  modality graph embedding, per modality m: item features X_m W_m, users start at the mean of their items'
+         projected features; propagate K = n_mm_layers times on Â, keep only the last layer; L2-normalize each
+         modality's rows and sum.
+  * GHE  global hypergraph embedding, per modality: soft hyperedge memberships H_i = gumbel_softmax(X_m V_m),
+         H_u = gumbel_softmax(R X_m V_m); `n_hyper_layer` HGNN layers Λ = H̃_iᵀ Z_i, Z_i = H̃_i Λ, Z_u = H̃_u Λ
+         from the item part of E_cge (H̃ = inverted dropout of H in training); last layer only; summed over modalities.
+  * HCL  hypergraph contrastive loss between the modalities' GHE outputs (InfoNCE, cosine, temperature tau,
+         denominator over all users/items, summed over the batch, one direction).
+
+Loss = BPR + cl_weight · HCL + reg_weight · (‖e_u‖_F + ‖e_p‖_F + ‖e_n‖_F) / B (un-squared norms).
+
+Modalities: any number ≥ 1, in the order of the dataset's feature dict (image, then text). HCL runs over every pair
+(a, b) with a before b, in the direction a → b; for image+text that is exactly the official visual → textual loss,
+with one modality there is no pair and HCL is 0. A dataset without modalities gives E = E_cge (the official fallback).
+
+Randomness: `sample_noise(key, …)` draws everything random (Gumbel noise for the item and user hyperedge logits of
+each modality, and in training the dropout keep-masks); `forward(params, graphs, feats, noise, cfg)` is
+deterministic. `apply` and `loss` are the two composed, so tests can feed a reference the very same noise. As in the
+official code the Gumbel noise is drawn at evaluation too (predictions are stochastic); only dropout is train-only.
+
+Evaluation: the trainer calls `apply(..., train=False)` ONCE per evaluation pass and scores every user batch with
+those embeddings. The official code re-runs `forward()` (fresh Gumbel noise) for each 4096-user batch, so its users
+of different batches see different hyperedge draws; that differs only by noise, not in expectation.
+
+Ablations (`use_*` switches; the paper's "w/o" variants, defined here as follows):
+  * use_cge=False  drop E_cge from the fusion: E = E_mge + α·L2norm(E_ghe). GHE then starts from the raw item ID
+                   embeddings (no propagation), the only collaborative signal left; user ID embeddings go unused.
+  * use_mge=False  drop E_mge: E = E_cge + α·L2norm(E_ghe); the projections W_m go unused.
+  * use_ghe=False  drop E_ghe: E = E_cge + E_mge; since HCL contrasts GHE outputs it is dropped too, and the
+                   hyperedge matrices V_m go unused (no Gumbel noise is consumed).
+  * use_hcl=False  keep the forward unchanged, remove the cl_weight · HCL term from the loss.
+Unused parameters stay in `params` (with zero gradient) so every variant has the same parameter tree.
+
+`user_hyper_fix=False` reproduces the code before commit d918d5a (SPEC §3.5), with which the paper's numbers were
+produced: the first modality's user hyperedges are overwritten by the Gumbel-softmaxed user logits of the second
+modality (drawn with the second modality's user noise), and the second modality's user hyperedges stay raw logits
+R X V. Further modalities, and a single one, are unaffected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from lgmrec_jax import losses
+from lgmrec_jax.data import Dataset
+from lgmrec_jax.graph import SparseMatrix, interaction_matrix, normalized_adjacency
+from lgmrec_jax.graph.adjacency import user_degree
+from lgmrec_jax.models.lightgcn import layer_mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    embedding_size: int = 64
+    feat_embed_dim: int = 64  # must equal embedding_size when MGE is used: E_cge + E_mge is a sum
+    n_ui_layers: int = 2  # L, CGE layers
+    n_mm_layers: int = 2  # K, MGE layers (0 = unpropagated features)
+    n_hyper_layer: int = 1  # H, HGNN layers (≥ 1)
+    hyper_num: int = 4  # A, hyperedges per modality
+    keep_rate: float = 0.5  # dropout keep probability on the hyperedge matrices
+    alpha: float = 0.3
+    cl_weight: float = 1e-4
+    reg_weight: float = 1e-6
+    tau: float = 0.2  # Gumbel-softmax AND InfoNCE temperature (one constant in the official code)
+    use_cge: bool = True
+    use_mge: bool = True
+    use_ghe: bool = True
+    use_hcl: bool = True
+    user_hyper_fix: bool = True
+
+
+@flax.struct.dataclass
+class Graphs:
+    """Constant graph inputs. `modalities` is static: it fixes the modality order inside jit, where dict keys of
+    `feats` come back sorted."""
+
+    adj: SparseMatrix  # Â, N×N symmetric-normalized user-item adjacency
+    inter: SparseMatrix  # R, U×I binary training interactions
+    inv_user_degree: jax.Array  # [U] 1/(deg_u + 1e-7) as the official num_inters: mean pooling over a user's items
+    modalities: tuple[str, ...] = flax.struct.field(pytree_node=False)
+
+
+def validate(cfg: Config, modalities: tuple[str, ...]) -> None:
+    """Rejects settings the model cannot run, naming the offending key."""
+    if cfg.n_hyper_layer < 1:
+        raise ValueError(f"lgmrec: n_hyper_layer must be ≥ 1, got {cfg.n_hyper_layer}")
+    if min(cfg.n_ui_layers, cfg.n_mm_layers) < 0 or cfg.hyper_num < 1:
+        raise ValueError("lgmrec: n_ui_layers and n_mm_layers must be ≥ 0 and hyper_num ≥ 1")
+    if not 0.0 < cfg.keep_rate <= 1.0:
+        raise ValueError(f"lgmrec: keep_rate must be in (0, 1], got {cfg.keep_rate}")
+    if cfg.tau <= 0:
+        raise ValueError(f"lgmrec: tau must be positive, got {cfg.tau}")
+    if modalities and cfg.use_mge and cfg.feat_embed_dim != cfg.embedding_size:
+        raise ValueError(f"lgmrec: feat_embed_dim ({cfg.feat_embed_dim}) must equal embedding_size "
+                         f"({cfg.embedding_size}) because E_cge and E_mge are added")
+    if not cfg.use_cge and (not modalities or not (cfg.use_mge or cfg.use_ghe)):
+        raise ValueError("lgmrec: use_cge=False leaves no embedding (needs modalities and use_mge or use_ghe)")
+
+
+def build_graphs(data: Dataset, cfg: Config, backend: str, cache_dir=None) -> Graphs:
+    """Host-side, once per dataset. `cache_dir` is unused: these graphs are cheap to build."""
+    validate(cfg, data.modalities)
+    deg = user_degree(data.n_users, data.train, data.n_items)
+    return Graphs(
+        adj=normalized_adjacency(data.n_users, data.n_items, data.train, backend=backend),
+        inter=interaction_matrix(data.n_users, data.n_items, data.train, backend=backend),
+        inv_user_degree=jnp.asarray(1.0 / (deg + 1e-7), dtype=jnp.float32),
+        modalities=data.modalities,
+    )
+
+
+def init(key: jax.Array, cfg: Config, data: Dataset) -> dict:
+    """All parameters xavier-uniform as the official code; feature tables are inputs (`feats`), not parameters."""
+    validate(cfg, data.modalities)
+    xavier = jax.nn.initializers.glorot_uniform()
+    keys = iter(jax.random.split(key, 2 + 2 * len(data.modalities)))
+    params = {
+        "user_embedding": xavier(next(keys), (data.n_users, cfg.embedding_size), jnp.float32),
+        "item_id_embedding": xavier(next(keys), (data.n_items, cfg.embedding_size), jnp.float32),
+        "item_trs": {},  # W_m [d_m, feat_embed_dim]: MGE projection
+        "hyper": {},  # V_m [d_m, hyper_num]: hyperedge logits
+    }
+    for m in data.modalities:
+        width = data.features[m].shape[1]
+        params["item_trs"][m] = xavier(next(keys), (width, cfg.feat_embed_dim), jnp.float32)
+        params["hyper"][m] = xavier(next(keys), (width, cfg.hyper_num), jnp.float32)
+    return params
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Randomness
+
+
+def sample_noise(key: jax.Array, n_users: int, n_items: int, modalities: tuple[str, ...], train: bool,
+                 cfg: Config) -> dict:
+    """Every random draw of one forward pass.
+
+    Returns {"gumbel_item": {m: [I, A]}, "gumbel_user": {m: [U, A]}, "keep_item": {m: bool [I, A]} | None,
+    "keep_user": ...}. Gumbel(0, 1) noise is drawn in both modes (as torch's gumbel_softmax); keep-masks only in
+    training with keep_rate < 1 (nn.Dropout(p=0) is the identity).
+    """
+    A = cfg.hyper_num
+    dropout = train and cfg.keep_rate < 1.0
+    noise = {"gumbel_item": {}, "gumbel_user": {}, "keep_item": {} if dropout else None,
+             "keep_user": {} if dropout else None}
+    for index, m in enumerate(modalities):
+        # One subkey per modality: adding a modality does not change the others' draws.
+        k_gi, k_gu, k_di, k_du = jax.random.split(jax.random.fold_in(key, index), 4)
+        noise["gumbel_item"][m] = jax.random.gumbel(k_gi, (n_items, A), jnp.float32)
+        noise["gumbel_user"][m] = jax.random.gumbel(k_gu, (n_users, A), jnp.float32)
+        if dropout:
+            noise["keep_item"][m] = jax.random.bernoulli(k_di, cfg.keep_rate, (n_items, A))
+            noise["keep_user"][m] = jax.random.bernoulli(k_du, cfg.keep_rate, (n_users, A))
+    return noise
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Deterministic forward
+
+
+def cge(params: dict, graphs: Graphs, cfg: Config) -> jax.Array:
+    """E_cge [N, d]: mean of LightGCN layers 0..L."""
+    ego = jnp.concatenate([params["user_embedding"], params["item_id_embedding"]], axis=0)
+    return layer_mean(graphs.adj, ego, cfg.n_ui_layers)
+
+
+def modality_graph_embedding(graphs: Graphs, x: jax.Array, w: jax.Array, n_layers: int) -> jax.Array:
+    """One modality's MGE [N, d_f]: Â^K [R(XW) / deg_u ; XW], the last layer only (not a layer mean)."""
+    item_feats = x @ w
+    # The user's ID embedding is not used: a user starts at the mean of its items' projected features.
+    user_feats = (graphs.inter @ item_feats) * graphs.inv_user_degree[:, None]
+    out = jnp.concatenate([user_feats, item_feats], axis=0)
+    for _ in range(n_layers):
+        out = graphs.adj @ out
+    return out
+
+
+def mge(params: dict, graphs: Graphs, feats: dict, cfg: Config) -> jax.Array:
+    """E_mge [N, d_f]: sum over modalities of the row-normalized modality embeddings."""
+    return sum(losses.l2_normalize(
+        modality_graph_embedding(graphs, feats[m], params["item_trs"][m], cfg.n_mm_layers))
+        for m in graphs.modalities)
+
+
+def gumbel_softmax(logits: jax.Array, gumbel: jax.Array, tau: float) -> jax.Array:
+    """Soft (hard=False) Gumbel-softmax over the hyperedge axis with given Gumbel(0, 1) noise."""
+    return jax.nn.softmax((logits + gumbel) / tau, axis=-1)
+
+
+def hyperedge_memberships(params: dict, graphs: Graphs, feats: dict, noise: dict, cfg: Config) -> tuple[dict, dict]:
+    """Per modality, the item [I, A] and user [U, A] hyperedge memberships before dropout.
+
+    Logits come from the raw frozen features (not the projected ones); user logits are plain sums over the user's
+    items (binary R, no degree normalization). With user_hyper_fix=False, the pre-fix assignment bug is applied.
+    """
+    item, user_logits = {}, {}
+    for m in graphs.modalities:
+        logits = feats[m] @ params["hyper"][m]
+        user_logits[m] = graphs.inter @ logits
+        item[m] = gumbel_softmax(logits, noise["gumbel_item"][m], cfg.tau)
+    user = {m: gumbel_softmax(user_logits[m], noise["gumbel_user"][m], cfg.tau) for m in graphs.modalities}
+    if not cfg.user_hyper_fix and len(graphs.modalities) >= 2:
+        first, second = graphs.modalities[:2]
+        # Official pre-fix line `uv_hyper = gumbel_softmax(ut_hyper)`: the visual slot receives the softmaxed textual
+        # logits, and the textual slot keeps its raw logits.
+        user[first] = user[second]
+        user[second] = user_logits[second]
+    return item, user
+
+
+def dropout(h: jax.Array, keep: jax.Array | None, keep_rate: float) -> jax.Array:
+    """Inverted dropout with a given keep-mask (None = evaluation or keep_rate 1: identity)."""
+    if keep is None:
+        return h
+    return jnp.where(keep, h / keep_rate, 0.0)
+
+
+def hgnn(h_item: jax.Array, h_user: jax.Array, z_item: jax.Array, n_layers: int) -> tuple[jax.Array, jax.Array]:
+    """HGNN layers item → hyperedge → (item, user); the same H̃_i in both item steps; returns the last layer."""
+    z_user = None
+    for _ in range(n_layers):
+        edges = h_item.T @ z_item  # Λ [A, d]
+        z_item = h_item @ edges
+        z_user = h_user @ edges
+    return z_user, z_item
+
+
+def ghe(params: dict, graphs: Graphs, feats: dict, noise: dict, item_input: jax.Array, cfg: Config) -> dict:
+    """Per modality, the hypergraph outputs {"user": {m: [U, d]}, "item": {m: [I, d]}}."""
+    h_item, h_user = hyperedge_memberships(params, graphs, feats, noise, cfg)
+    keep_item, keep_user = noise["keep_item"], noise["keep_user"]
+    out = {"user": {}, "item": {}}
+    for m in graphs.modalities:
+        # Item and user matrices get independent masks (two separate self.drop(...) calls in the official code).
+        hi = dropout(h_item[m], None if keep_item is None else keep_item[m], cfg.keep_rate)
+        hu = dropout(h_user[m], None if keep_user is None else keep_user[m], cfg.keep_rate)
+        out["user"][m], out["item"][m] = hgnn(hi, hu, item_input, cfg.n_hyper_layer)
+    return out
+
+
+def forward(params: dict, graphs: Graphs, feats: dict, noise: dict, cfg: Config):
+    """Deterministic given `noise`. Returns (user emb [U, d], item emb [I, d], aux) with aux["hyper"] the GHE
+    outputs per modality (empty when GHE is off or there are no modalities)."""
+    n_users = params["user_embedding"].shape[0]
+    e_cge = cge(params, graphs, cfg)
+    if not graphs.modalities:
+        return e_cge[:n_users], e_cge[n_users:], {"hyper": None}
+    parts = [e_cge] if cfg.use_cge else []
+    if cfg.use_mge:
+        parts.append(mge(params, graphs, feats, cfg))
+    hyper = None
+    if cfg.use_ghe:
+        item_input = e_cge[n_users:] if cfg.use_cge else params["item_id_embedding"]
+        hyper = ghe(params, graphs, feats, noise, item_input, cfg)
+        e_ghe = sum(jnp.concatenate([hyper["user"][m], hyper["item"][m]], axis=0) for m in graphs.modalities)
+        parts.append(cfg.alpha * losses.l2_normalize(e_ghe))
+    out = sum(parts)
+    return out[:n_users], out[n_users:], {"hyper": hyper}
+
+
+def apply(params: dict, graphs: Graphs, feats: dict, key: jax.Array, train: bool, cfg: Config):
+    """Returns (user embeddings [U, d], item embeddings [I, d], aux). Called once per evaluation pass."""
+    noise = sample_noise(key, params["user_embedding"].shape[0], params["item_id_embedding"].shape[0],
+                         graphs.modalities, train, cfg)
+    return forward(params, graphs, feats, noise, cfg)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loss
+
+
+def infonce_sum(anchor: jax.Array, positive: jax.Array, candidates: jax.Array, mask: jax.Array,
+                tau: float) -> jax.Array:
+    """−Σ_b mask_b · log softmax_j(cos(a_b, c_j)/τ) at j = the positive; the denominator runs over all candidates
+    (the positive included), rows of the batch are summed, not averaged (the official ssl_triple_loss)."""
+    a, p, c = losses.l2_normalize(anchor), losses.l2_normalize(positive), losses.l2_normalize(candidates)
+    pos = jnp.sum(a * p, axis=-1) / tau
+    # logsumexp rather than log(Σ exp): same value, no overflow for any tau.
+    total = jax.nn.logsumexp(a @ c.T / tau, axis=-1)
+    return jnp.sum((total - pos) * mask)
+
+
+def hcl_loss(hyper: dict, modalities: tuple[str, ...], batch: dict, tau: float) -> jax.Array:
+    """Σ over ordered modality pairs (a before b) of user (batch users vs all users) and item (positives vs all
+    items) InfoNCE in the direction a → b. Repeated users of a batch count once per occurrence."""
+    total = jnp.zeros((), jnp.float32)
+    users, pos, mask = batch["users"], batch["pos"], batch["mask"]
+    for a, b in itertools.combinations(modalities, 2):
+        zu_a, zu_b = hyper["user"][a], hyper["user"][b]
+        zi_a, zi_b = hyper["item"][a], hyper["item"][b]
+        total = total + infonce_sum(zu_a[users], zu_b[users], zu_b, mask, tau)
+        total = total + infonce_sum(zi_a[pos], zi_b[pos], zi_b, mask, tau)
+    return total
+
+
+def loss_with_noise(params: dict, graphs: Graphs, feats: dict, batch: dict, noise: dict, cfg: Config):
+    """The training loss for given noise: (scalar, {"bpr", "hcl", "reg"})."""
+    users, items, aux = forward(params, graphs, feats, noise, cfg)
+    u, p, n = users[batch["users"]], items[batch["pos"]], items[batch["neg"]]
+    bpr = losses.bpr_loss(u, p, n, batch["mask"])
+    reg = losses.frobenius_reg(batch["mask"], u, p, n)
+    total = bpr + cfg.reg_weight * reg
+    hcl = jnp.zeros((), jnp.float32)
+    if cfg.use_hcl and aux["hyper"] is not None:
+        hcl = hcl_loss(aux["hyper"], graphs.modalities, batch, cfg.tau)
+        total = total + cfg.cl_weight * hcl
+    return total, {"bpr": bpr, "hcl": hcl, "reg": reg}
+
+
+def loss(params: dict, graphs: Graphs, feats: dict, batch: dict, key: jax.Array, cfg: Config):
+    noise = sample_noise(key, params["user_embedding"].shape[0], params["item_id_embedding"].shape[0],
+                         graphs.modalities, True, cfg)
+    return loss_with_noise(params, graphs, feats, batch, noise, cfg)
+
