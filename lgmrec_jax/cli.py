@@ -2,6 +2,7 @@
 
 `make train MODEL=... DATASET=... ARGS='...'` calls this. Runs land in runs/<model>-<dataset>-<time>/;
 `--resume RUN_DIR` continues a stopped run from its last checkpoint with the config saved there.
+`recommend --run RUN_DIR --users 1 2` and `export --run RUN_DIR --out DIR` use a finished run (lgmrec_jax/recommend.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,51 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host TPU pod slices)")
+    add_recommend_parsers(sub)
     return parser
+
+
+def add_recommend_parsers(sub) -> None:
+    """`recommend` and `export`: use a finished run directory (its best-validation checkpoint)."""
+    rec = sub.add_parser("recommend", help="top-K items for users from a run's best checkpoint (training items "
+                                           "excluded); optionally with new cold-start items")
+    rec.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
+    rec.add_argument("--users", type=int, nargs="+", required=True)
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--cold-features", type=Path, metavar="NPZ",
+                     help="new items: an .npz with one [n_new, dim] array per modality; they join the candidates "
+                          "with ids n_items, n_items+1, ... (see lgmrec_jax/recommend.py for what is used)")
+    rec.add_argument("--out", type=Path, help="write the recommendations as JSON here (default: print)")
+    exp = sub.add_parser("export", help="write user/item embeddings (.npy) of a run's best checkpoint")
+    exp.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
+    exp.add_argument("--out", type=Path, required=True, metavar="DIR")
+
+
+def cmd_recommend(args) -> int:
+    import numpy as np
+    from lgmrec_jax import recommend
+    run = recommend.load_run(args.run)
+    extra = None
+    if args.cold_features:
+        with np.load(args.cold_features) as npz:
+            extra = recommend.cold_item_embeddings(run, {m: npz[m] for m in npz.files})
+    items, scores = recommend.top_k(run, args.users, args.k, extra_items=extra)
+    out = [{"user": u, "items": i.tolist(), "scores": [round(float(x), 6) for x in s]}
+           for u, i, s in zip(args.users, items, scores)]
+    text = json.dumps({"run": str(args.run), "k": args.k, "n_items": run.data.n_items, "recommendations": out})
+    if args.out:
+        args.out.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from lgmrec_jax import recommend
+    info = recommend.export_embeddings(recommend.load_run(args.run), args.out)
+    print(f"wrote {info['n_users']}×{info['dim']} user and {info['n_items']}×{info['dim']} item embeddings "
+          f"to {args.out}")
+    return 0
 
 
 def ensure_dataset(name: str, data_dir: Path):
@@ -88,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
-    except (ConfigError, DataError) as e:
+        if args.command == "recommend":
+            return cmd_recommend(args)
+        if args.command == "export":
+            return cmd_export(args)
+    except (ConfigError, DataError, FileNotFoundError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1

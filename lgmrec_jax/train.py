@@ -34,6 +34,7 @@ from lgmrec_jax.evaluation import Evaluator, popularity_scores
 from lgmrec_jax.graph import default_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.plots import plot_curves
+from lgmrec_jax.repro import write_card
 
 EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
 
@@ -127,6 +128,7 @@ class Trainer:
         tc = self.cfg.train
         self.workdir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.workdir / "config.json")
+        write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git state
         log_path = self.workdir / "metrics.jsonl"
         ckpt = Checkpointer(self.workdir / "checkpoints") if tc.checkpoint_every else None
         state = self.init_state()
