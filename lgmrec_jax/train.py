@@ -97,7 +97,10 @@ class Trainer:
         self.backend = default_backend() if tc.backend == "auto" else tc.backend
         graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
         self.graphs = parallel.replicate(graphs, self.mesh)
-        self.feats = parallel.replicate({m: jnp.asarray(f) for m, f in data.features.items()}, self.mesh)
+        # A model that keeps its own (trainable) copy of the features says so; the frozen inputs then stay on host.
+        reads_feats = getattr(self.model, "READS_FEATURE_INPUTS", True)
+        self.feats = parallel.replicate({m: jnp.asarray(f) for m, f in data.features.items()} if reads_feats else {},
+                                        self.mesh)
         self.sampler = NegativeSampler(data, tc.train_batch_size, tc.seed)
         self.optimizer = make_optimizer(cfg, self.sampler.batches_per_epoch)
         self.train_step = make_train_step(self.model, cfg.model, self.optimizer)

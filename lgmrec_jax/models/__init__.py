@@ -6,7 +6,8 @@
   apply(params, graphs, feats, key, train, cfg) -> (user_emb [U,d], item_emb [I,d], aux)
   loss(params, graphs, feats, batch, key, cfg) -> (scalar, dict of scalar parts)
 
-`feats` maps modality name -> float32 [n_items, dim]. `batch` holds int32 `users`, `pos`, `neg` and a float32
+`feats` maps modality name -> float32 [n_items, dim]; a module that sets READS_FEATURE_INPUTS = False (GUME keeps
+fine-tuned copies in params) is given an empty dict, so the frozen tables are not also placed on the device. `batch` holds int32 `users`, `pos`, `neg` and a float32
 `mask` ([B] each; mask 0 marks padding). The train loop knows nothing else about a model.
 """
 

@@ -30,6 +30,10 @@ from lgmrec_jax.graph import SparseMatrix, from_coo, normalized_adjacency
 from lgmrec_jax.graph.knn import knn_graph, semantic_neighbours
 from lgmrec_jax.models.lightgcn import layer_mean
 
+# The feature tables live in params (fine-tuned copies), so the trainer need not place a second, frozen copy of
+# them on the device (about 1 GB at Electronics scale).
+READS_FEATURE_INPUTS = False
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
