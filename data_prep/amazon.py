@@ -29,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep import encoders as enc
-from data_prep import known_stats, split, writer
+from data_prep import known_stats, writer
+from lgmrec_jax.data import split
 from data_prep.known_stats import validate_prepared  # re-exported: `data_prep.amazon.validate_prepared`
 
 __all__ = ["build_amazon", "find_sources", "main", "validate_prepared"]
@@ -378,7 +379,7 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
         "category": sources.category,
         "input_kind": sources.kind,
         "k_core": k,
-        "split": "MMRec random per-user split (data_prep.split, numpy default_rng(seed))",
+        "split": "MMRec random per-user split (lgmrec_jax.data.split, numpy default_rng(seed))",
         "rows": {"raw": n_raw, "na_dropped": raw.n_na, "duplicates_dropped": int((~unique).sum()),
                  "k_core_dropped": int((~core).sum()), "kept": int(len(users))},
         "items_without_meta": int(sum(a not in meta for a in asins)),

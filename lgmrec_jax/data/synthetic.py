@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.data.split import mmrec_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,28 +72,10 @@ def generate(scale: str | Scale = "tiny", seed: int = 0, in_cluster: float = 0.8
         # CNN-like image features are non-negative; text embeddings are signed.
         features[modality] = (np.maximum(view, 0) if modality == "image" else view).astype(np.float32)
 
-    labels = split_labels(rng, users)
+    labels = mmrec_split(users, rng)
     pairs = np.stack([users, items], axis=1).astype(np.int32)
     return Dataset(name=name, n_users=U, n_items=I, train=pairs[labels == 0], valid=pairs[labels == 1],
                    test=pairs[labels == 2], features=features)
-
-
-def split_labels(rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
-    """MMRec's per-user random split (SPEC §1.3): n<10 → n-2/1/1, else 20% held out, half valid, half test.
-
-    `users` must be grouped (all rows of a user adjacent).
-    """
-    labels = np.zeros(users.size, dtype=np.int8)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    ends = np.r_[starts[1:], users.size]
-    for s, e in zip(starts, ends):
-        n = e - s
-        held = 2 if n < 10 else int(0.2 * n)
-        n_valid = 1 if n < 10 else held // 2
-        order = s + rng.permutation(n)
-        labels[order[n - held: n - held + n_valid]] = 1
-        labels[order[n - held + n_valid:]] = 2
-    return labels
 
 
 def _degrees(rng, n_users, total, max_degree):

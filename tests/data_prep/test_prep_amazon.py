@@ -10,7 +10,7 @@ import pytest
 from data_prep import amazon, manifest as manifest_lib
 from data_prep.encoders import HashingTfidfEncoder
 from data_prep.known_stats import validate_prepared
-from data_prep.split import split_sizes
+from lgmrec_jax.data.split import split_sizes
 from data_prep.writer import write_mmrec_dataset
 
 DIM = 4096  # the real record width, so the binary reader is exercised as in production

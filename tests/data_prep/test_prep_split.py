@@ -4,7 +4,7 @@ folder has no __init__.py on purpose: a package here would be named `data_prep` 
 import numpy as np
 import pytest
 
-from data_prep.split import mmrec_split, split_sizes
+from lgmrec_jax.data.split import mmrec_split, split_sizes
 
 
 @pytest.mark.parametrize(

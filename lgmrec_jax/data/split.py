@@ -1,4 +1,4 @@
-"""The MMRec random per-user train/valid/test split (SPEC §1.3 step 2).
+"""Per-user train/valid/test splits: MMRec's random split (SPEC §1.3 step 2) and a chronological variant.
 
 MMRec's `1splitting.ipynb` shuffles all rows, then sorts by user with an unstable sort, so each
 user's interactions end up in random order (timestamps are not used). Per user with n rows:
@@ -27,12 +27,12 @@ def split_sizes(n: int) -> tuple[int, int, int]:
     return n - vt, val, vt - val
 
 
-def mmrec_split(users: np.ndarray, seed: int) -> np.ndarray:
+def mmrec_split(users: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
     """x_label (0/1/2) per row, aligned with `users` (rows are not reordered).
 
     Args:
       users: integer user id per interaction row.
-      seed: seed of the numpy Generator that orders each user's rows.
+      seed: seed of the numpy Generator that orders each user's rows (or the Generator itself).
     Raises:
       ValueError naming the first user with fewer than 3 rows (impossible after a 5-core filter,
       so seeing it means the filter was skipped).
@@ -56,11 +56,25 @@ def mmrec_split(users: np.ndarray, seed: int) -> np.ndarray:
     # Random global order, then a *stable* sort by user: each user's rows keep the random order.
     shuffled = rng.permutation(users.size)
     order = shuffled[np.argsort(inverse[shuffled], kind="stable")]
+    return _label_in_order(order, inverse, counts)
 
-    # Position of every row within its user's random order.
+
+def chronological_split(users: np.ndarray, timestamps: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """The same per-user sizes, but each user's latest rows go to test and the ones before them to valid."""
+    users = np.asarray(users)
+    _, inverse, counts = np.unique(users, return_inverse=True, return_counts=True)
+    if (counts < MIN_INTERACTIONS).any():
+        raise ValueError(f"every user needs >= {MIN_INTERACTIONS} interactions for a chronological split")
+    order = np.lexsort((tiebreak, timestamps, inverse))  # by user, then time
+    return _label_in_order(order, inverse, counts)
+
+
+def _label_in_order(order: np.ndarray, inverse: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Labels rows given `order`, a permutation grouping each user's rows contiguously in the order to split them
+    (first rows → train, then valid, then test), with split_sizes' counts."""
     group_of_sorted = inverse[order]
     group_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(users.size) - group_start[group_of_sorted]
+    rank = np.arange(order.size) - group_start[group_of_sorted]
 
     n = counts[group_of_sorted]
     vt = np.where(n < 10, 2, (0.2 * n).astype(np.int64))
@@ -68,6 +82,6 @@ def mmrec_split(users: np.ndarray, seed: int) -> np.ndarray:
     n_train = n - vt
     label_sorted = np.where(rank < n_train, TRAIN, np.where(rank < n_train + val, VALID, TEST))
 
-    x_label = np.empty(users.size, dtype=np.int8)
+    x_label = np.empty(order.size, dtype=np.int8)
     x_label[order] = label_sorted
     return x_label
