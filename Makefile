@@ -20,11 +20,12 @@ PYTHON  ?= $(shell for v in 13 12 11; do \
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: help venv features-venv train test data bench profile clean
+.PHONY: help venv features-venv train test data bench profile table ablations sweeps sparsity clean
 
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
+	@echo "make table | ablations | sweeps | sparsity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
@@ -60,6 +61,21 @@ bench: venv
 
 profile: venv
 	$(PY) -m experiments.profile --model $(MODEL) --dataset $(DATASET) $(ARGS)
+
+# Paper-style experiments (experiments/): selection on validation only; tables and plots land in results/.
+SEEDS ?= 3
+table: venv
+	$(PY) -m experiments.run_table --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+ablations: venv
+	$(PY) -m experiments.ablations --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+sweeps: venv
+	$(PY) -m experiments.sweeps alpha --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+	$(PY) -m experiments.sweeps hyper_num --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+sparsity: venv
+	$(PY) -m experiments.sparsity --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
