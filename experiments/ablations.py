@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from experiments import report
-from experiments.run_table import (METRICS, add_common_args, apply_point, config_key, header_notes, load_data,
-                                   run_seeds, seed_list, split_overrides, summarize)
+from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
+                                   load_data, run_seeds, seed_list, split_overrides, summarize)
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -65,7 +65,8 @@ def ablation_table(dataset: str, rows: list[dict], cfg, n_seeds: int) -> report.
                 report.Column("best epoch (runs)", "epochs")]
     notes = header_notes(dataset, {MODEL: cfg}, n_seeds, [
         "Ablations of LGMRec by the Config switches use_cge/use_mge/use_ghe/use_hcl (defined in "
-        "lgmrec_jax/models/lgmrec.py). All other hyperparameters as the full model's config."])
+        "lgmrec_jax/models/lgmrec.py). All other hyperparameters as the full model's config.",
+        *cap_note({r["variant"]: r["results"] for r in rows}, {r["variant"]: cfg for r in rows})])
     table = report.Table(f"LGMRec ablations on {dataset}", notes, columns)
     for r in rows:
         s = r["summary"]

@@ -99,6 +99,8 @@ def _cell(column: Column, value) -> str:
         mean, std = value
         if mean is None or math.isnan(mean):
             return "—"
+        if std is None:  # a deterministic value (e.g. the popularity baseline): no spread to show
+            return f"{mean:.{column.digits}f}"
         return f"{mean:.{column.digits}f} ± {std:.{column.digits}f}"
     if column.kind == "float":
         return "—" if math.isnan(value) else f"{value:.{column.digits}f}"

@@ -172,6 +172,21 @@ def evaluate_grid(cfg: RunConfig, data, seeds, use_grid: bool, root: Path, reuse
     return {"chosen": select_by_validation(candidates), "candidates": candidates}
 
 
+def cap_note(groups: dict[str, list[dict]], cfgs: dict[str, RunConfig]) -> list[str]:
+    """A header line naming the runs that stopped at the epoch cap rather than by early stopping: their numbers
+    may be underestimates. `groups` maps a label (model or variant) to its runs' result dicts."""
+    hits = []
+    for label, results in groups.items():
+        cap = cfgs[label].train.epochs if label in cfgs else next(iter(cfgs.values())).train.epochs
+        n = sum(r["epochs_run"] >= cap for r in results)
+        if n:
+            hits.append(f"{label} {n}/{len(results)}")
+    if not hits:
+        return ["Every run ended by early stopping, before the epoch cap."]
+    return [f"Runs that reached the epoch cap before early stopping (still improving; numbers may be "
+            f"underestimates): {', '.join(hits)}."]
+
+
 def point_label(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(point.items())) if point else "defaults"
 
@@ -207,9 +222,9 @@ def header_notes(dataset: str, cfgs: dict[str, RunConfig], n_seeds: int, extra: 
         f"{', '.join(sorted({str(c.train.stopping_step) for c in cfgs.values()}))} on validation Recall@20).",
         SELECTION_NOTE,
         *extra,
-        f"Code: git {git['commit'][:10]}{' (dirty working tree)' if git.get('dirty') else ''}; "
+        f"Table written at git {git['commit'][:10]}{' (dirty working tree)' if git.get('dirty') else ''}; "
         f"{env['device']['platform']} ({env['device']['kind']}); jax {env['packages']['jax']}; "
-        f"{time.strftime('%Y-%m-%d')}.",
+        f"{time.strftime('%Y-%m-%d')}. Each run's repro.json records the code, data hashes and device it ran with.",
     ]
     return notes
 
@@ -229,6 +244,7 @@ def main_table(dataset: str, outcomes: dict, n_seeds: int, cfgs: dict, missing: 
                      "selected by test score, ours by validation.")
     if missing:
         extra.append("Not run: " + "; ".join(f"{m} ({why})" for m, why in missing.items()) + ".")
+    extra += cap_note({m: o["candidates"][o["chosen"]]["results"] for m, o in outcomes.items()}, cfgs)
     columns = [report.Column("model", "model"), report.Column("config (chosen)", "config"),
                report.Column("seeds", "n_seeds", "int"), report.Column("best epoch (runs)", "epochs")]
     columns += [report.Column(f"test {m}", m, "mean_std") for m in METRICS]
@@ -253,7 +269,7 @@ def main_table(dataset: str, outcomes: dict, n_seeds: int, cfgs: dict, missing: 
             row.update({f"paper_{m}": paper.metrics[m] for m in METRICS}, paper_source=paper.source)
         table.add(**row)
     if popularity:
-        table.add(model="popularity (train counts)", config="no training", **{m: (popularity[m], 0.0) for m in METRICS})
+        table.add(model="popularity (train counts)", config="no training", **{m: (popularity[m], None) for m in METRICS})
     return table
 
 

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from experiments import report
-from experiments.run_table import (METRICS, add_common_args, apply_point, config_key, header_notes, load_data,
-                                   run_seeds, seed_list, select_by_validation, split_overrides, summarize)
+from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
+                                   load_data, run_seeds, seed_list, select_by_validation, split_overrides,
+                                   summarize)
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -49,7 +50,9 @@ def sweep_table(dataset: str, param: str, rows: list[dict], cfg, n_seeds: int) -
                 report.Column("best epoch (runs)", "epochs")]
     notes = header_notes(dataset, {cfg.model_name: cfg}, n_seeds, [
         f"Sweep of {cfg.model_name} `{param}` (config default {default}); all other hyperparameters fixed. "
-        "* marks the value validation Recall@20 selects; the sweep itself selects nothing."])
+        "* marks the value validation Recall@20 selects; the sweep itself selects nothing.",
+        *cap_note({f"{param}={r['value']}": r["results"] for r in rows},
+                  {f"{param}={r['value']}": cfg for r in rows})])
     table = report.Table(f"{cfg.model_name} sensitivity to {param} on {dataset}", notes, columns)
     for index, r in enumerate(rows):
         s = r["summary"]

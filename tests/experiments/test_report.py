@@ -20,14 +20,16 @@ def test_table_markdown_and_csv(tmp_path):
         report.Column("paper", "paper", "float")])
     table.add(model="a|b", r20=(0.12345, 0.0011), paper=0.1)
     table.add(model="pop", r20=None)
+    table.add(model="det", r20=(0.5, None), paper=None)
     md, path = table.write(tmp_path / "t")
     text = md.read_text()
     assert "rule one  \nrule two" in text  # markdown line breaks between notes
     assert "| a\\|b | 0.1235 ± 0.0011 | 0.1000 |" in text
-    assert "| pop | — | — |" in text
+    assert "| pop | — | — |" in text and "| det | 0.5000 | — |" in text
     rows = list(csv.DictReader(open(path)))
     assert rows[0] == {"model": "a|b", "r20_mean": "0.12345", "r20_std": "0.0011", "paper": "0.1"}
     assert rows[1]["r20_mean"] == "" and rows[1]["paper"] == ""
+    assert rows[2]["r20_mean"] == "0.5" and rows[2]["r20_std"] == ""
 
 
 def test_plots_are_written(tmp_path):

@@ -21,6 +21,7 @@ def test_table_end_to_end_and_reuse(tmp_path, monkeypatch):
     md = stem.with_suffix(".md").read_text()
     assert "**validation** Recall@20" in md and "quick_start" in md  # the selection rule is stated
     assert "train.epochs = 2" in md and "no paper column" in md
+    assert "reached the epoch cap before early stopping" in md and "lightgcn 2/2" in md
     rows = list(csv.DictReader(open(stem.with_suffix(".csv"))))
     assert [r["model"] for r in rows] == ["lightgcn", "popularity (train counts)"]
     assert rows[0]["n_seeds"] == "2" and float(rows[0]["recall@20_std"]) >= 0
@@ -38,7 +39,7 @@ def test_table_end_to_end_and_reuse(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_lib, "train_and_evaluate", no_training)
     assert run_table.main(args) == 0
-    assert stem.with_suffix(".md").read_text().split("Code:")[0] == md.split("Code:")[0]
+    assert stem.with_suffix(".md").read_text().split("Table written at")[0] == md.split("Table written at")[0]
 
 
 def fake_result(valid_r20, test_r20, epoch=3):
@@ -66,12 +67,14 @@ def test_grid_point_is_chosen_by_validation_not_test(monkeypatch):
 
 
 def test_paper_columns_appear_for_benchmark_datasets():
-    outcome = {"chosen": 0, "candidates": [{"point": {}, "key": "k", "summary": run_table.summarize(
-        [fake_result(0.1, 0.1), fake_result(0.12, 0.11)])}]}
+    results = [fake_result(0.1, 0.1), fake_result(0.12, 0.11)]
+    outcome = {"chosen": 0, "candidates": [{"point": {}, "key": "k", "results": results,
+                                            "summary": run_table.summarize(results)}]}
     cfg = load_config("lgmrec", "baby")
     table = run_table.main_table("baby", {"lgmrec": outcome}, 2, {"lgmrec": cfg}, {"gume": "ImportError: x"}, False)
     assert table.rows[0]["paper_recall@20"] == 0.1002 and table.rows[0]["paper_source"] == "LGMRec logs, BEST block"
     assert any("Not run: gume (ImportError: x)" in n for n in table.notes)
+    assert any("Every run ended by early stopping" in n for n in table.notes)  # 24 epochs run, cap 1000
 
 
 def test_run_key_ignores_seed_and_paths_but_not_hyperparameters():

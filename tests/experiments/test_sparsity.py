@@ -29,7 +29,8 @@ def test_group_metrics_recombine_to_the_overall_evaluator_metric():
     sizes = np.bincount(group, minlength=len(labels))
     for name in ("recall@20", "ndcg@20"):
         recombined = float(np.sum(per_group[name] * sizes) / sizes.sum())
-        assert abs(recombined - overall[name]) <= 5e-5  # the evaluator rounds to 4 decimals
+        # The evaluator rounds to 4 decimals (half a unit: 5e-5), plus float32 summation error.
+        assert abs(recombined - overall[name]) <= 5e-5 + 1e-6
 
 
 def test_sparsity_table_layout(tmp_path):
