@@ -142,8 +142,14 @@ class Trainer:
             state, loop = ckpt.restore(state)
             state = parallel.replicate(state, self.mesh)
             _truncate_log(log_path, loop["next_epoch"])
-        elif log_path.exists():
-            log_path.unlink()
+        else:
+            if ckpt is not None and ckpt.latest_epoch() is not None:
+                # Starting over here would mix this run's checkpoints with an older run's (a later --resume could
+                # pick up the stale state); refuse rather than delete someone's results.
+                raise FileExistsError(f"{self.workdir} already holds checkpoints of a run; continue it with "
+                                      "--resume, or train into a new directory")
+            if log_path.exists():
+                log_path.unlink()
 
         bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
                    desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")

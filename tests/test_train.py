@@ -94,3 +94,10 @@ def test_lr_schedule_is_per_epoch():
     np.testing.assert_allclose(sizes[9], 1e-3, rtol=1e-4)  # same epoch
     np.testing.assert_allclose(sizes[10], 1e-3 * 0.5 ** 0.5, rtol=1e-4)  # epoch 1
     np.testing.assert_allclose(sizes[39], 1e-3 * 0.5 ** 1.5, rtol=1e-4)  # epoch 3
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(data, tmp_path):
+    cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1"])
+    train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
