@@ -50,7 +50,7 @@ from lgmrec_jax.checkpoint import Checkpointer
 from lgmrec_jax.config import RunConfig, from_dict
 from lgmrec_jax.data.dataset import Dataset
 from lgmrec_jax.evaluation import padded_lists
-from lgmrec_jax.graph import default_backend
+from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.train import EVAL_KEY_OFFSET, TrainState, make_embed, make_optimizer
 
@@ -103,7 +103,7 @@ def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
     best_epoch = int(loop["best_epoch"])
     if best_epoch < 0:
         raise ValueError(f"{run_dir}: the run never evaluated a validation epoch; no best parameters exist")
-    backend = default_backend() if cfg.train.backend == "auto" else cfg.train.backend
+    backend = resolve_backend(cfg.train.backend)
     graphs = model.build_graphs(data, cfg.model, backend, cache_dir=Path(cfg.train.cache_dir))
     feats = {m: jnp.asarray(f) for m, f in data.features.items()}
     # Same key as Trainer.evaluate(best_params, test, best_epoch): the embeddings behind results.json["test"].

@@ -31,7 +31,7 @@ from lgmrec_jax.config import RunConfig, save_config
 from lgmrec_jax.data.dataset import Dataset
 from lgmrec_jax.data.sampler import NegativeSampler
 from lgmrec_jax.evaluation import Evaluator, popularity_scores
-from lgmrec_jax.graph import default_backend
+from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.plots import plot_curves
 from lgmrec_jax.repro import write_card
@@ -94,7 +94,7 @@ class Trainer:
         if tc.train_batch_size % self.mesh.size:
             raise ValueError(f"train.train_batch_size={tc.train_batch_size} is not divisible by the "
                              f"{self.mesh.size} devices in use")
-        self.backend = default_backend() if tc.backend == "auto" else tc.backend
+        self.backend = resolve_backend(tc.backend)
         graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
         self.graphs = parallel.replicate(graphs, self.mesh)
         # A model that keeps its own (trainable) copy of the features says so; the frozen inputs then stay on host.

@@ -87,6 +87,14 @@ def default_backend(platform: str | None = None) -> str:
     return "bcsr" if platform == "cpu" else "bcoo"
 
 
+def resolve_backend(name: str) -> str:
+    """The config value `train.backend` as a concrete backend: "auto" → default_backend(), others checked."""
+    if name == "auto":
+        return default_backend()
+    check_backend(name)
+    return name
+
+
 def _csr_from_coo(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int) -> CSR:
     order = np.lexsort((cols, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
