@@ -51,6 +51,9 @@ class TrainConfig:
     cache_dir: str = ".cache"
     runs_dir: str = "runs"
     checkpoint_every: int = 1  # epochs; 0 disables checkpoints
+    steps_per_program: int = 0  # train steps per dispatched program; 0 = the whole epoch in one lax.scan
+    matmul_precision: str = "float32"  # float32 | tensorfloat32 | bfloat16 (precision.py; no effect on CPU)
+    feature_dtype: str = "float32"  # float32 | bfloat16: frozen feature tables on the device (precision.py)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,12 +2,15 @@
 
     result = train_and_evaluate(cfg, data, workdir)          # cfg: config.RunConfig, data: data.Dataset
 
-Each epoch: shuffled BPR batches (data/sampler.py) through a jitted `train_step` with donated state, then a
-validation pass (evaluation.py) every `eval_step` epochs, early stopping on the rounded validation metric with
+Each epoch: shuffled BPR batches drawn on the device (data/sampler.py) through `train_step`, all inside one jitted
+program that scans over the epoch's steps (`train.steps_per_program` = 0; a positive value dispatches that many steps
+per program instead, 1 = one dispatch per step), with donated state; then a validation pass (evaluation.py) every
+`eval_step` epochs, early stopping on the rounded validation metric with
 MMRec's patience, and an orbax checkpoint. At the end the test split is evaluated once, with the parameters of the
 best validation epoch. `workdir` receives config.json, metrics.jsonl (one JSON line per epoch), results.json,
 curves.png and checkpoints/. `resume=True` restores the latest checkpoint in `workdir` and continues exactly: batch
-order and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted one.
+order, negatives and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted
+one; so do runs with different `steps_per_program` (same keys, same steps, only the dispatch differs).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import flax.struct
 import jax
@@ -25,11 +28,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from lgmrec_jax import parallel
+from lgmrec_jax import parallel, precision
+from lgmrec_jax.data import sampler
 from lgmrec_jax.checkpoint import Checkpointer
 from lgmrec_jax.config import RunConfig, save_config
 from lgmrec_jax.data.dataset import Dataset
-from lgmrec_jax.data.sampler import NegativeSampler
 from lgmrec_jax.evaluation import Evaluator, popularity_scores
 from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
@@ -37,6 +40,7 @@ from lgmrec_jax.plots import plot_curves
 from lgmrec_jax.repro import write_card
 
 EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
+SAMPLER_KEY_OFFSET = 1 << 31  # and the sampler's draws (permutation, negatives) apart from both
 
 
 @flax.struct.dataclass
@@ -64,6 +68,8 @@ def make_optimizer(cfg: RunConfig, steps_per_epoch: int) -> optax.GradientTransf
 
 
 def make_train_step(model, model_cfg, optimizer):
+    """One optimizer step on one batch: a pure function, traced inside the epoch programs below."""
+
     def train_step(state: TrainState, graphs, feats, batch):
         key = jax.random.fold_in(state.key, state.step)
         grad_fn = jax.value_and_grad(model.loss, has_aux=True)
@@ -72,12 +78,61 @@ def make_train_step(model, model_cfg, optimizer):
         params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss, **parts}
 
-    return jax.jit(train_step, donate_argnums=0)
+    return train_step
 
 
-def make_embed(model, model_cfg):
+def sampler_key(seed: int, epoch: int) -> jax.Array:
+    """The key of epoch `epoch`'s permutation; step s draws its negatives with fold_in(this, s)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLER_KEY_OFFSET + epoch)
+
+
+class EpochPrograms(NamedTuple):
+    """The compiled programs of an epoch. Every variant runs the same steps with the same keys.
+
+    run_epoch(state, graphs, feats, tables, epoch_key, n_steps=N): the whole epoch, permutation included, as one
+        program (one dispatch): a `lax.scan` over its N steps.
+    order(tables, epoch_key): the epoch's permutation alone, for the chunked variant.
+    run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps=k): steps start … start+k−1.
+    All return (state, per-part loss sums over the steps). `state` is donated.
+    """
+
+    run_epoch: Callable
+    order: Callable
+    run_steps: Callable
+
+
+def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32") -> EpochPrograms:
+    def run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps):
+        def body(carry, i):
+            state, sums = carry
+            step = start + i
+            batch = sampler.batch_at(tables, order, step, jax.random.fold_in(epoch_key, step))
+            # The batch is computed identically on every device; the constraint splits the step's work over the
+            # mesh's data axis (the loss is a global-batch mean, so XLA all-reduces the gradient).
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            state, parts = train_step(state, graphs, feats, batch)
+            return (state, jax.tree.map(jnp.add, sums, parts)), None
+
+        with precision.matmul_precision(matmul_precision):
+            first = sampler.batch_at(tables, order, start, epoch_key)
+            parts_shape = jax.eval_shape(train_step, state, graphs, feats, first)[1]
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), parts_shape)
+            (state, sums), _ = jax.lax.scan(body, (state, zeros), jnp.arange(n_steps, dtype=jnp.int32))
+        return state, sums
+
+    def run_epoch(state, graphs, feats, tables, epoch_key, n_steps):
+        order = sampler.epoch_order(tables, epoch_key)
+        return run_steps(state, graphs, feats, tables, order, epoch_key, jnp.int32(0), n_steps)
+
+    return EpochPrograms(run_epoch=jax.jit(run_epoch, static_argnames="n_steps", donate_argnums=0),
+                         order=jax.jit(sampler.epoch_order),
+                         run_steps=jax.jit(run_steps, static_argnames="n_steps", donate_argnums=0))
+
+
+def make_embed(model, model_cfg, matmul_precision: str = "float32"):
     def embed(params, graphs, feats, key):
-        users, items, _ = model.apply(params, graphs, feats, key, False, model_cfg)
+        with precision.matmul_precision(matmul_precision):
+            users, items, _ = model.apply(params, graphs, feats, key, False, model_cfg)
         return users, items
 
     return jax.jit(embed)
@@ -99,12 +154,14 @@ class Trainer:
         self.graphs = parallel.replicate(graphs, self.mesh)
         # A model that keeps its own (trainable) copy of the features says so; the frozen inputs then stay on host.
         reads_feats = getattr(self.model, "READS_FEATURE_INPUTS", True)
-        self.feats = parallel.replicate({m: jnp.asarray(f) for m, f in data.features.items()} if reads_feats else {},
-                                        self.mesh)
-        self.sampler = NegativeSampler(data, tc.train_batch_size, tc.seed)
-        self.optimizer = make_optimizer(cfg, self.sampler.batches_per_epoch)
+        feats = {m: precision.feature_table(f, tc.feature_dtype) for m, f in data.features.items()}
+        self.feats = parallel.replicate(feats if reads_feats else {}, self.mesh)
+        self.tables = parallel.replicate(sampler.build_tables(data, tc.train_batch_size), self.mesh)
+        self.steps_per_epoch = self.tables.batches_per_epoch
+        self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
         self.train_step = make_train_step(self.model, cfg.model, self.optimizer)
-        self.embed = make_embed(self.model, cfg.model)
+        self.programs = make_epoch_programs(self.train_step, parallel.batch_sharded(self.mesh), tc.matmul_precision)
+        self.embed = make_embed(self.model, cfg.model, tc.matmul_precision)
         user_sharding = parallel.batch_sharded(self.mesh)
         self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, sharding=user_sharding)
         self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, sharding=user_sharding)
@@ -183,16 +240,28 @@ class Trainer:
 
     def _train_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict]:
         t0 = time.perf_counter()
-        sums, n = None, 0
-        for batch in self.sampler.epoch(epoch):
-            state, parts = self.train_step(state, self.graphs, self.feats, parallel.shard_batch(batch, self.mesh))
-            sums = parts if sums is None else jax.tree.map(jnp.add, sums, parts)
-            n += 1
-        means = {k: float(v) / n for k, v in jax.device_get(sums).items()}
+        state, sums, dispatches = self.run_epoch(state, epoch)
+        means = {k: float(v) / self.steps_per_epoch for k, v in jax.device_get(sums).items()}
         if not all(np.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"epoch {epoch}: non-finite training loss {means}; stopping "
                                      f"(last checkpoint in {self.workdir / 'checkpoints'})")
-        return state, {**means, "train_seconds": time.perf_counter() - t0}
+        return state, {**means, "train_seconds": time.perf_counter() - t0, "dispatches": dispatches}
+
+    def run_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict, int]:
+        """All steps of `epoch`: (state, loss-part sums, number of programs dispatched). Does not wait for them."""
+        n, chunk = self.steps_per_epoch, self.cfg.train.steps_per_program
+        key = sampler_key(self.cfg.train.seed, epoch)
+        if chunk <= 0 or chunk >= n:
+            state, sums = self.programs.run_epoch(state, self.graphs, self.feats, self.tables, key, n_steps=n)
+            return state, sums, 1
+        order = self.programs.order(self.tables, key)
+        sums, dispatches = None, 1
+        for start in range(0, n, chunk):
+            state, part = self.programs.run_steps(state, self.graphs, self.feats, self.tables, order, key,
+                                                  jnp.int32(start), n_steps=min(chunk, n - start))
+            sums = part if sums is None else jax.tree.map(jnp.add, sums, part)
+            dispatches += 1
+        return state, sums, dispatches
 
     def _finish(self, state: TrainState, loop: dict, log_path: Path) -> dict:
         best_epoch = loop["best_epoch"]

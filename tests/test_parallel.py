@@ -3,12 +3,12 @@
 The device count of a JAX process is fixed when its backend starts, so the runs happen in subprocesses with
 XLA_FLAGS=--xla_force_host_platform_device_count=N; the pytest process keeps its single CPU device. The subprocess
 is this file run as a script (`python -m tests.test_parallel WORKER OUT_DIR ...`): it trains LightGCN on the tiny
-synthetic set through the real Trainer (same train_step, shard_batch and Evaluator as `make train`) and writes
-numbers to OUT_DIR; the tests compare them here.
+synthetic set through the real Trainer (same epoch program, on-device sampler and Evaluator as `make train`) and
+writes numbers to OUT_DIR; the tests compare them here.
 
 What may differ: with eight devices the gradient is a sum of eight partial sums (all-reduced) instead of one sum
 over the batch, so parameters drift apart by float rounding only. Measured on the CPU (the tests print it): after
-12 Adam steps max |Δparam| = 4.5e-8 (two processes: 4.8e-8), max relative loss difference 1.7e-7 (2.6e-7). We
+24 Adam steps max |Δparam| = 4.5e-8 (two processes: 4.8e-8), max relative loss difference 1.7e-7 (2.6e-7). We
 assert rtol 1e-5 / atol 1e-6, over an order of magnitude above what was measured and far below what a real error
 would give (without the all-reduce each device would step on its own eighth of the batch, moving parameters by
 ~lr = 1e-3 in other directions). Evaluation must match *exactly*: every user's scores are computed by the same
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-N_STEPS = 12  # a little over one epoch of the tiny set at batch 256, so the epoch boundary is crossed
+N_EPOCHS = 2  # 12 steps each on the tiny set at batch 256; the second crosses the epoch boundary
 RTOL, ATOL = 1e-5, 1e-6
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -37,43 +37,55 @@ ROOT = HERE.parent.parent
 # Subprocess side.
 
 
-def _trainer(n_devices: int):
+def _trainer(n_devices: int, batch_size: int = 256):
     from lgmrec_jax.config import load_config
     from lgmrec_jax.data import synthetic
     from lgmrec_jax.train import Trainer
 
     cfg = load_config("lightgcn", "synthetic-tiny", overrides=[
-        f"train.devices={n_devices}", "train.train_batch_size=256", "train.eval_batch_size=64",
+        f"train.devices={n_devices}", f"train.train_batch_size={batch_size}", "train.eval_batch_size=64",
         "train.checkpoint_every=0", "train.backend=bcoo"])
     return Trainer(cfg, synthetic.generate("tiny"), Path("/nonexistent-unused"), progress=False)
 
 
 def _train(trainer):
-    """N_STEPS real train steps; returns (per-step losses, final params as NumPy, final state)."""
+    """N_EPOCHS real epochs; returns (per-epoch loss sums, final params as NumPy, final state)."""
     import jax
-
-    from lgmrec_jax import parallel
 
     state = trainer.init_state()
     losses = []
-    epoch = 0
-    while len(losses) < N_STEPS:
-        for batch in trainer.sampler.epoch(epoch):
-            state, parts = trainer.train_step(state, trainer.graphs, trainer.feats,
-                                              parallel.shard_batch(batch, trainer.mesh))
-            losses.append(float(parts["loss"]))
-            if len(losses) == N_STEPS:
-                break
-        epoch += 1
+    for epoch in range(N_EPOCHS):
+        state, sums, _ = trainer.run_epoch(state, epoch)
+        losses.append(float(sums["loss"]))
     return np.array(losses), {k: np.asarray(v) for k, v in jax.device_get(state.params).items()}, state
+
+
+def _batch_sharding_seen_by_the_step(trainer, state) -> int:
+    """Traces the trainer's epoch program with a train step that records how its batch is sharded."""
+    import jax
+
+    from lgmrec_jax import parallel
+    from lgmrec_jax.train import make_epoch_programs, sampler_key
+
+    seen = []
+
+    def recording_step(state, graphs, feats, batch):
+        jax.debug.inspect_array_sharding(batch["users"], callback=seen.append)
+        return trainer.train_step(state, graphs, feats, batch)
+
+    programs = make_epoch_programs(recording_step, parallel.batch_sharded(trainer.mesh))
+    programs.run_epoch.lower(state, trainer.graphs, trainer.feats, trainer.tables, sampler_key(0, 0),
+                             n_steps=trainer.steps_per_epoch).compile()
+    assert seen, "the train step was not traced"
+    return 1 if seen[-1].is_fully_replicated else len(seen[-1].device_set)  # 1: every device has the whole batch
 
 
 def worker_devices(out: Path) -> None:
     """One process, 8 devices: the 1-device and 8-device Trainer side by side."""
     import jax
 
-    from lgmrec_jax import parallel
     from lgmrec_jax.evaluation import Evaluator
+    from lgmrec_jax.train import sampler_key
 
     assert jax.device_count() == 8, jax.devices()
     one, eight = _trainer(1), _trainer(8)
@@ -82,14 +94,14 @@ def worker_devices(out: Path) -> None:
     np.savez(out / "single.npz", loss=loss1, **params1)
     np.savez(out / "eight.npz", loss=loss8, **params8)
 
-    batch = parallel.shard_batch(next(eight.sampler.epoch(0)), eight.mesh)
-    hlo = eight.train_step.lower(state8, eight.graphs, eight.feats, batch).compile().as_text()
+    hlo = eight.programs.run_epoch.lower(state8, eight.graphs, eight.feats, eight.tables, sampler_key(0, 0),
+                                         n_steps=eight.steps_per_epoch).compile().as_text()
     facts = {
         "mesh_sizes": [one.mesh.size, eight.mesh.size],
-        "batch_devices": len(batch["users"].sharding.device_set),
+        "batch_devices": _batch_sharding_seen_by_the_step(eight, state8),
         "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state8.params)),
         "params_devices": len(jax.tree.leaves(state8.params)[0].sharding.device_set),
-        "train_step_compilations": eight.train_step._cache_size(),  # 1: the state's sharding is stable across steps
+        "epoch_compilations": eight.programs.run_epoch._cache_size(),  # 1: the state's sharding is stable
         "has_all_reduce": "all-reduce" in hlo,
     }
     # Sharded vs unsharded evaluation on the very same embeddings (the 1-device run's params).
@@ -102,7 +114,7 @@ def worker_devices(out: Path) -> None:
     facts["eval_trainer_1"] = one.evaluate(one.init_state().params, one.valid_eval, 0)
     facts["eval_trainer_8"] = eight.evaluate(eight.init_state().params, eight.valid_eval, 0)
     try:
-        parallel.shard_batch({"users": np.zeros(12, np.int32)}, eight.mesh)
+        _trainer(8, batch_size=100)
         facts["indivisible_error"] = None
     except ValueError as e:
         facts["indivisible_error"] = str(e)
@@ -110,23 +122,20 @@ def worker_devices(out: Path) -> None:
 
 
 def worker_multiprocess(out: Path, port: int, process_id: int) -> None:
-    """One of two processes with 4 devices each: an 8-device mesh across processes, fed process-locally."""
+    """One of two processes with 4 devices each: an 8-device mesh across processes; batches are drawn on device."""
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id,
                                initialization_timeout=60)
-    from lgmrec_jax import parallel
-
     assert jax.device_count() == 8 and jax.local_device_count() == 4
     trainer = _trainer(0)
-    losses, params, _ = _train(trainer)
-    batch = parallel.shard_batch(next(trainer.sampler.epoch(0)), trainer.mesh)
-    local_rows = sorted(int(s.index[0].start) for s in batch["users"].addressable_shards)
+    losses, params, state = _train(trainer)
+    batch_devices = _batch_sharding_seen_by_the_step(trainer, state)
     metrics = trainer.evaluate(trainer.init_state().params, trainer.valid_eval, 0)
     if process_id == 0:
         np.savez(out / "multiprocess.npz", loss=losses, **params)
-    (out / f"process{process_id}.json").write_text(json.dumps({"local_rows": local_rows, "eval": metrics}))
+    (out / f"process{process_id}.json").write_text(json.dumps({"batch_devices": batch_devices, "eval": metrics}))
     jax.distributed.shutdown()
 
 
@@ -174,7 +183,7 @@ def test_eight_devices_train_like_one(runs):
     out, facts = runs
     one, eight = np.load(out / "single.npz"), np.load(out / "eight.npz")
     param_diff, loss_rel = _max_differences(one, eight)
-    print(f"\n1 vs 8 devices after {N_STEPS} steps: max |Δparam| = {param_diff:.3g}, "
+    print(f"\n1 vs 8 devices after {N_EPOCHS} epochs: max |Δparam| = {param_diff:.3g}, "
           f"max relative Δloss = {loss_rel:.3g}")
     assert facts["mesh_sizes"] == [1, 8]
     np.testing.assert_allclose(eight["loss"], one["loss"], rtol=RTOL)
@@ -189,8 +198,8 @@ def test_sharding_is_the_intended_one(runs):
     assert facts["batch_devices"] == 8  # the batch is split over all devices...
     assert facts["params_replicated"] and facts["params_devices"] == 8  # ...params stay whole on each device...
     assert facts["has_all_reduce"]  # ...and XLA sums the gradient across them.
-    assert facts["train_step_compilations"] == 1
-    assert "not divisible by 8 devices" in facts["indivisible_error"]
+    assert facts["epoch_compilations"] == 1
+    assert "not divisible by the 8 devices" in facts["indivisible_error"]
 
 
 def test_sharded_evaluation_equals_unsharded(runs):
@@ -210,9 +219,9 @@ def test_two_processes_train_like_one_device(runs):
     np.testing.assert_allclose(multi["loss"], one["loss"], rtol=RTOL)
     for name in one.files:
         np.testing.assert_allclose(multi[name], one[name], rtol=RTOL, atol=ATOL, err_msg=name)
-    # Each process fed only its own half of the batch: rows 0..127 on process 0, 128..255 on process 1.
+    # Each step's batch is split over all 8 devices of the two processes.
     p0, p1 = (json.loads((out / f"process{i}.json").read_text()) for i in (0, 1))
-    assert p0["local_rows"] == [0, 32, 64, 96] and p1["local_rows"] == [128, 160, 192, 224]
+    assert p0["batch_devices"] == p1["batch_devices"] == 8
     assert p0["eval"] == p1["eval"] == facts["eval_trainer_1"]
 
 

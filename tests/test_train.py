@@ -101,3 +101,29 @@ def test_fresh_run_refuses_a_directory_with_checkpoints(data, tmp_path):
     train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
         train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
+
+
+def test_scanned_epoch_equals_per_step_dispatch(data, tmp_path):
+    """One program per epoch, one per step and chunks of 5 run the same steps with the same keys."""
+    finals = {}
+    for chunk in (0, 1, 5):
+        cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + [
+            f"train.steps_per_program={chunk}", "train.checkpoint_every=0"])
+        trainer = train_lib.Trainer(cfg, data, tmp_path / f"chunk{chunk}", progress=False)
+        state, dispatches, sums = trainer.init_state(), [], []
+        for epoch in range(2):
+            state, s, d = trainer.run_epoch(state, epoch)
+            dispatches.append(d)
+            sums.append(float(s["loss"]))
+        finals[chunk] = (np.asarray(state.params["user_embedding"]), sums, int(state.step))
+        n = trainer.steps_per_epoch
+        assert dispatches == [{0: 1, 1: 1 + n, 5: 1 + -(-n // 5)}[chunk]] * 2
+    base_params, base_sums, base_step = finals[0]
+    assert base_step == 2 * trainer.steps_per_epoch
+    for chunk in (1, 5):
+        params, sums, step = finals[chunk]
+        assert step == base_step
+        np.testing.assert_allclose(sums, base_sums, rtol=1e-6)
+        np.testing.assert_allclose(params, base_params, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(base_params, np.asarray(train_lib.Trainer(cfg, data, tmp_path / "x", progress=False)
+                                                   .init_state().params["user_embedding"]))

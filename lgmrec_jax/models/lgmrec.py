@@ -51,7 +51,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from lgmrec_jax import losses
+from lgmrec_jax import losses, precision
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, interaction_matrix, normalized_adjacency
 from lgmrec_jax.graph.adjacency import user_degree
@@ -175,7 +175,7 @@ def cge(params: dict, graphs: Graphs, cfg: Config) -> jax.Array:
 
 def modality_graph_embedding(graphs: Graphs, x: jax.Array, w: jax.Array, n_layers: int) -> jax.Array:
     """One modality's MGE [N, d_f]: Â^K [R(XW) / deg_u ; XW], the last layer only (not a layer mean)."""
-    item_feats = x @ w
+    item_feats = precision.project(x, w)
     # The user's ID embedding is not used: a user starts at the mean of its items' projected features.
     user_feats = (graphs.inter @ item_feats) * graphs.inv_user_degree[:, None]
     out = jnp.concatenate([user_feats, item_feats], axis=0)
@@ -204,7 +204,7 @@ def hyperedge_memberships(params: dict, graphs: Graphs, feats: dict, noise: dict
     """
     item, user_logits = {}, {}
     for m in graphs.modalities:
-        logits = feats[m] @ params["hyper"][m]
+        logits = precision.project(feats[m], params["hyper"][m])
         user_logits[m] = graphs.inter @ logits
         item[m] = gumbel_softmax(logits, noise["gumbel_item"][m], cfg.tau)
     user = {m: gumbel_softmax(user_logits[m], noise["gumbel_user"][m], cfg.tau) for m in graphs.modalities}
