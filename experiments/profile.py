@@ -2,11 +2,12 @@
 
     python -m experiments.profile --model lightgcn --dataset synthetic-baby [--steps 5] [--set train.backend=bcsr]
 
-Builds the same Trainer as `make train` (same config layers, graphs, jitted donated train_step, Evaluator), compiles
-everything first so that the trace shows steady-state execution, then records under
+Builds the same Trainer as `make train` (same config layers, graphs, on-device sampler, scanned train program,
+Evaluator), compiles everything first so that the trace shows steady-state execution, then records under
 runs/profile-<model>-<dataset>-<time>/ with `jax.profiler.trace(..., create_perfetto_trace=True)`. Named regions:
-`propagation` (Â @ X on the model's adjacency, 64 wide), `train` steps (`StepTraceAnnotation`, so xprof's step view
-splits them), `shard_batch` inside each step, and `validation` (embedding forward + every user batch).
+`propagation` (Â @ X on the model's adjacency, 64 wide), `train` (one program scanning `--steps` steps, the same
+program the trainer runs for a whole epoch, sampler included; `StepTraceAnnotation`, so xprof's step view shows it),
+and `validation` (embedding forward + every user batch). Inside `train`, XLA's op names carry the model's scopes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import jax
 from lgmrec_jax import parallel
 from lgmrec_jax.config import load_config
 from lgmrec_jax.graph import SparseMatrix
-from lgmrec_jax.train import Trainer
+from lgmrec_jax.train import Trainer, sampler_key
 
-REGIONS = ("propagation", "train", "shard_batch", "validation")  # the names annotated below
+REGIONS = ("propagation", "train", "validation")  # the names annotated below
 
 
 def adjacency(graphs) -> SparseMatrix:
@@ -45,32 +46,33 @@ def profile(model: str, dataset: str, steps: int, overrides: list[str], runs_dir
     print(f"{data.summary()}\nbackend {trainer.backend}, {trainer.mesh.size} × {jax.devices()[0].device_kind}")
 
     state = trainer.init_state()
-    batches = []
-    for epoch in range(steps // trainer.sampler.batches_per_epoch + 1):  # enough batches for `steps`
-        batches += list(trainer.sampler.epoch(epoch))
     adj = adjacency(trainer.graphs)
     x = parallel.replicate(jax.random.normal(jax.random.PRNGKey(0), (adj.shape[1], cfg.model.embedding_size)),
                            trainer.mesh)
     propagate = jax.jit(lambda m, v: m @ v)
+    steps = min(steps, trainer.steps_per_epoch)
+    key = sampler_key(cfg.train.seed, 0)
+    order = trainer.programs.order(trainer.tables, key)
+
+    def train(state):
+        return trainer.programs.run_steps(state, trainer.graphs, trainer.feats, trainer.tables, order, key,
+                                          jax.numpy.int32(0), n_steps=steps)
 
     # Compile outside the trace: compilation would otherwise dominate the timeline.
     t0 = time.perf_counter()
     propagate(adj, x).block_until_ready()
-    state, parts = trainer.train_step(state, trainer.graphs, trainer.feats, parallel.shard_batch(batches[0], trainer.mesh))
+    state, parts = train(state)
     jax.block_until_ready(parts)
     trainer.evaluate(state.params, trainer.valid_eval, 0)
-    print(f"compiled and warmed up in {time.perf_counter() - t0:.1f} s; tracing {steps} steps")
+    print(f"compiled and warmed up in {time.perf_counter() - t0:.1f} s; tracing {steps} steps in one program")
 
     with jax.profiler.trace(str(logdir), create_perfetto_trace=True):
         for _ in range(3):
             with jax.profiler.TraceAnnotation("propagation"):
                 propagate(adj, x).block_until_ready()
-        for step in range(steps):
-            with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                with jax.profiler.TraceAnnotation("shard_batch"):
-                    batch = parallel.shard_batch(batches[(step + 1) % len(batches)], trainer.mesh)
-                state, parts = trainer.train_step(state, trainer.graphs, trainer.feats, batch)
-                jax.block_until_ready(parts)  # one step per region; the real loop overlaps dispatch instead
+        with jax.profiler.StepTraceAnnotation("train", step_num=0):
+            state, parts = train(state)
+            jax.block_until_ready(parts)
         with jax.profiler.TraceAnnotation("validation"):
             trainer.evaluate(state.params, trainer.valid_eval, 1)
     return logdir

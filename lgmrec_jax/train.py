@@ -101,7 +101,10 @@ class EpochPrograms(NamedTuple):
     run_steps: Callable
 
 
-def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32") -> EpochPrograms:
+def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32") -> Callable:
+    """run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps) -> (state, loss-part sums): steps
+    start … start+n_steps−1 of the epoch with permutation `order`, as a `lax.scan`; pure, to be jitted (or vmapped)."""
+
     def run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps):
         def body(carry, i):
             state, sums = carry
@@ -119,6 +122,12 @@ def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "flo
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), parts_shape)
             (state, sums), _ = jax.lax.scan(body, (state, zeros), jnp.arange(n_steps, dtype=jnp.int32))
         return state, sums
+
+    return run_steps
+
+
+def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32") -> EpochPrograms:
+    run_steps = make_run_steps(train_step, batch_sharding, matmul_precision)
 
     def run_epoch(state, graphs, feats, tables, epoch_key, n_steps):
         order = sampler.epoch_order(tables, epoch_key)
