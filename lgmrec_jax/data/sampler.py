@@ -117,13 +117,17 @@ def draw_negatives(tables: SamplerTables, users: jax.Array, key: jax.Array) -> j
 def unseen_rank(tables: SamplerTables, users: jax.Array, r: jax.Array) -> jax.Array:
     """Rank (index into `candidates`) of each user's r-th unseen candidate, 0-based: r + #{k : s_k − k ≤ r}."""
     start, count = tables.seen_start[users], tables.seen_count[users]
-    lo, hi = jnp.zeros_like(r), count  # invariant: the answer j lies in [lo, hi]
-    last = tables.seen_rank.shape[0] - 1
-    for _ in range(tables.search_steps):
+    last = max(tables.seen_rank.shape[0] - 1, 0)
+
+    def halve(_, bounds):  # invariant: the answer j lies in [lo, hi]
+        lo, hi = bounds
         active = lo < hi
         mid = (lo + hi) // 2
-        s_mid = tables.seen_rank[jnp.clip(start + mid, 0, max(last, 0))]
+        s_mid = tables.seen_rank[jnp.clip(start + mid, 0, last)]
         right = active & (s_mid - mid <= r)
-        lo = jnp.where(right, mid + 1, lo)
-        hi = jnp.where(active & ~right, mid, hi)
+        return jnp.where(right, mid + 1, lo), jnp.where(active & ~right, mid, hi)
+
+    # A loop, not unrolled Python: unrolled, XLA fuses the steps' chained selects (and the random bits feeding them)
+    # into one expression that it then duplicates into every consumer; compiling took minutes at ml100k size.
+    lo, _ = jax.lax.fori_loop(0, tables.search_steps, halve, (jnp.zeros_like(r), count))
     return r + lo
