@@ -16,6 +16,13 @@ PYTHON  ?= $(shell for v in 13 12 11; do \
              for p in $$(command -v python3.$$v) $$HOME/.pyenv/versions/3.$$v.*/bin/python3.$$v; do \
                [ -x "$$p" ] && "$$p" -c 'import venv' 2>/dev/null && { echo "$$p"; exit 0; }; \
              done; done)
+# The accelerator decides how JAX is installed: cpu | cuda12 | cuda13 | tpu (pyproject extras), detected from the OS by
+# lgmrec_jax/hardware.py (stdlib only); or `system`: reuse the JAX already installed in $(PYTHON)'s site-packages
+# (a venv with --system-site-packages, nothing downloaded; for machines without registry access). Override: ACCEL=...
+comma   := ,
+ACCEL   ?= $(shell [ -n "$(PYTHON)" ] && "$(PYTHON)" lgmrec_jax/hardware.py 2>/dev/null || echo cpu)
+VENV_FLAGS ?= $(if $(filter system,$(ACCEL)),--system-site-packages,)
+EXTRAS  := $(if $(filter cuda12 cuda13 tpu,$(ACCEL)),test$(comma)$(ACCEL),test)
 # Keep glibc from returning freed arenas to the OS between sparse layers (measured slower otherwise).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
@@ -24,18 +31,27 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
+	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
 	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
 	@echo "make table | ablations | sweeps | sparsity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(ACCEL): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
-	@echo "creating $(VENV) with $(PYTHON)"
-	$(PYTHON) -m venv $(VENV)
+	@case "$(ACCEL)" in cpu|cuda12|cuda13|tpu|system) ;; *) echo "error: ACCEL=$(ACCEL): choose cpu, cuda12, cuda13, tpu or system" >&2; exit 2;; esac
+	@echo "creating $(VENV) with $(PYTHON) for ACCEL=$(ACCEL)"
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+ifeq ($(ACCEL),system)
+	@# No pip, no build backend, no downloads: the checkout goes on the venv's path by a .pth file.
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "lgmrec_jax_checkout.pth").write_text("$(CURDIR)\n")'
+else
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+endif
+	$(PY) -m lgmrec_jax.hardware --check
+	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-$(ACCEL)
 
 $(FEATURES_VENV)/.installed: pyproject.toml
 	@command -v python3.11 >/dev/null || { echo "error: the feature encoders need python3.11 (torch 2.13.0 CPU)" >&2; exit 1; }

@@ -105,6 +105,11 @@ def cmd_train(args) -> int:
     else:
         cfg = load_config(args.model, args.dataset, args.config, args.overrides)
         workdir = args.workdir or Path(cfg.train.runs_dir) / f"{cfg.model_name}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from lgmrec_jax.hardware import platform_report
+    platform_line, warning = platform_report()
+    print(platform_line)
+    if warning:  # an accelerator the OS shows but JAX does not use: say it before a long, slow run starts
+        print(warning, file=sys.stderr)
     data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     print(data.summary())
     print(f"run directory: {workdir}")

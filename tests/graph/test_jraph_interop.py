@@ -1,7 +1,10 @@
 import jax
 import numpy as np
+import pytest
 
 from lgmrec_jax.graph import normalized_adjacency
+
+jraph = pytest.importorskip("jraph")  # optional: absent where a preinstalled system JAX is reused (ACCEL=system)
 from lgmrec_jax.graph.jraph_interop import from_graphs_tuple, jraph_propagate, to_graphs_tuple
 
 
