@@ -5,7 +5,8 @@ from lgmrec_jax.config import ConfigError, from_dict, load_config, parse_overrid
 
 def test_defaults_and_overrides_are_typed():
     cfg = load_config("lightgcn", "ml100k", overrides=["model.n_ui_layers=3", "train.learning_rate=1",
-                                                        "train.topk=[5, 10]", "train.backend=segment_sum"])
+                                                        "train.topk=[5, 10]", "train.valid_metric=recall@10",
+                                                        "train.backend=segment_sum"])
     assert cfg.model.n_ui_layers == 3
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
     assert cfg.train.topk == (5, 10)

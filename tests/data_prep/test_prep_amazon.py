@@ -292,22 +292,22 @@ def test_validate_prepared_checks_known_stats_and_contents(tmp_path, built):
         validate_prepared(tmp_path / "baby")
     assert validate_prepared(tmp_path / "baby", check_known=False)["items"] == 15
 
-    # A hand-made folder (no manifest) with a NaN feature and a bad x_label.
+    # A hand-made folder (no manifest) with a NaN feature and a bad x_label: the trainer's loader messages.
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "bad.inter").write_text((out / "tiny.inter").read_text())
     nan_text = feats["text"].copy()
     nan_text[3, 5] = np.nan
     np.save(bad / "text_feat.npy", nan_text)
-    with pytest.raises(ValueError, match=r"text_feat\.npy: 1 NaN/inf values, first at row 3, column 5"):
+    with pytest.raises(ValueError, match=r"text_feat\.npy: 1 non-finite values \(NaN/inf\), first at row 3, column 5"):
         validate_prepared(bad)
     np.save(bad / "text_feat.npy", feats["text"][:-1])
-    with pytest.raises(ValueError, match=r"text_feat\.npy: rows \(one per item\): expected 15, found 14"):
+    with pytest.raises(ValueError, match=r"text_feat\.npy: 14 feature rows but the \.inter file has 15 items"):
         validate_prepared(bad)
     lines = (bad / "bad.inter").read_text().splitlines()
     lines[4] = lines[4][:-1] + "7"
     (bad / "bad.inter").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0, 1 or 2, found 7"):
+    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0 \(train\), 1 \(valid\) or 2 \(test\), got 7"):
         validate_prepared(bad)
 
 
