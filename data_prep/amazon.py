@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from data_prep import encoders as enc
 from data_prep import known_stats, writer
+from lgmrec_jax import jsonio
 from lgmrec_jax.data import split
 from lgmrec_jax.data.mmrec import DataError, read_inter_file
 from lgmrec_jax.errors import Failure, InputError, debug_requested, run_guarded
@@ -471,7 +472,7 @@ def _main(argv: list[str]) -> int:
         raise DataError(f"--raw {raw}: not a directory")
     if args.validate_only or any(raw.glob("*.inter")):
         summary = validate_prepared(raw, args.name)
-        print(json.dumps(summary, indent=2))
+        print(jsonio.dumps(summary, indent=2))
         if not args.validate_only and args.out and args.out.resolve() != raw.resolve():
             print(f"imported into {import_prepared(raw, args.out, args.name)}")
         return 0
@@ -493,7 +494,7 @@ def _main(argv: list[str]) -> int:
         summary = validate_prepared(path, name, check_known=args.k_core == 5, known_as=short)
     except DataError as err:
         raise Failure(f"{path} was written but does not match the published dataset: {err}") from None
-    print(json.dumps(summary, indent=2))
+    print(jsonio.dumps(summary, indent=2))
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from lgmrec_jax.data import mmrec
 from lgmrec_jax.data.mmrec import DataError
+from lgmrec_jax.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def validate_prepared(path: str | Path, name: str | None = None, *, check_known:
         try:
             manifest_lib.verify_manifest(folder)
             manifest = manifest_lib.read_manifest(folder)
+        except InputError:
+            raise  # already names the manifest
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{folder / manifest_lib.MANIFEST_NAME}: {err}") from None
     encoders = (manifest or {}).get("encoders", {})

@@ -85,7 +85,8 @@ class Checkpointer:
                 if check_loop is not None:
                     check_loop(restored.loop)
             except Exception as e:  # noqa: BLE001 - any failure to read a step means that step is damaged
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                reason = (str(e).strip().splitlines() or [""])[0]
+                reason = reason if len(reason) <= 100 else reason[:100] + "…"
                 warn(f"checkpoint {self.directory / str(step)} is unreadable ({type(e).__name__}: {reason})")
                 failed.append((step, reason))
                 continue

@@ -165,8 +165,8 @@ class Trainer:
             if loop["best_score"] is None:  # stored as null: no validation epoch yet (strict JSON has no -inf)
                 loop["best_score"] = -math.inf
             state = parallel.replicate(state, self.mesh)
+            _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
             record_resume(self.workdir)  # repro.json keeps the start's card and lists each resumption
-            _truncate_log(log_path, loop["next_epoch"])
 
         bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
                    desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")

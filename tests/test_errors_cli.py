@@ -63,9 +63,9 @@ def expect(case: str, proc: subprocess.CompletedProcess, code: int, *needles: st
     assert proc.returncode == code, f"{case}: exit {proc.returncode}, expected {code}\n{out[-3000:]}"
     for needle in needles:
         assert needle in proc.stderr, f"{case}: {needle!r} not in stderr:\n{proc.stderr[-3000:]}"
-    lines = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "internal error:", "warning:",
-                                                                          "note:"))]
-    lines = lines or [line for line in proc.stdout.splitlines() if line.startswith("note:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "internal error:"))]
+    lines = errors or [line for line in (proc.stderr + proc.stdout).splitlines()
+                       if line.startswith(("warning:", "note:"))]
     TABLE.append((case, code, lines[0] if lines else ""))
     return proc.stderr
 
@@ -275,7 +275,7 @@ def test_validator_folder_level_problems(tiny_folder, tmp_path):
     shutil.copy(folder / "other.inter", folder / "tiny.inter")
     (folder / "manifest.json").write_text("{not json")
     expect("python -m data_prep tiny: damaged manifest.json", data_prep("tiny", cwd=tmp_path), 2,
-           "data/tiny/manifest.json")
+           "data/tiny/manifest.json:1: dataset manifest is not valid JSON")
     expect("python -m data_prep nothere", data_prep("nothere", cwd=tmp_path), 2,
            "dataset 'nothere' not found: data/nothere/ does not exist")
     expect("python -m data_prep tiny --bogus", data_prep("tiny", "--bogus", cwd=tmp_path), 2,
@@ -316,6 +316,21 @@ def test_second_training_into_a_run_directory_leaves_it_byte_identical(run_copy)
     expect("train into a finished run's directory", proc, 2, f"{run_copy} already holds a run",
            f"continue it with --resume {run_copy}")
     assert snapshot(run_copy) == before
+
+
+def test_workdir_that_is_a_file_and_a_damaged_log(run_copy, tmp_path):
+    (tmp_path / "afile").write_text("mine\n")
+    expect("train --workdir FILE", cli(*TRAIN, *TINY, "--workdir", tmp_path / "afile"), 2,
+           f"{tmp_path / 'afile'}: exists and is not a directory")
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    log = run_copy / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(["{garbage", *lines[1:]]) + "\n")
+    before = snapshot(run_copy)
+    expect("train --resume with a damaged metrics.jsonl line", cli(*TRAIN, "--resume", run_copy), 2,
+           f"{log}:1: damaged log line")
+    assert {k: v for k, v in snapshot(run_copy).items() if k.name != ".lock"} == \
+        {k: v for k, v in before.items() if k.name != ".lock"}
 
 
 def test_resume_refuses_a_changed_config_or_dataset(run_copy, tiny_folder, tmp_path):

@@ -264,7 +264,7 @@ def test_cli_builds_and_validates(tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["counts"]["interactions"] == 117
     assert amazon.main(["--raw", str(out), "--validate-only"]) == 0
     assert '"interactions": 117' in capsys.readouterr().out
-    assert amazon.main(["--category", "Nope", "--raw", str(raw), "--text-encoder", "hashing"]) == 1
+    assert amazon.main(["--category", "Nope", "--raw", str(raw), "--text-encoder", "hashing"]) == 2  # bad input
     assert "no interaction file for Nope" in capsys.readouterr().err
 
 
