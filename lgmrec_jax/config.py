@@ -249,6 +249,10 @@ def check_fits_data(cfg: RunConfig, n_items: int, modalities: tuple[str, ...]) -
     if max(cfg.train.topk) > n_items:
         raise ConfigError(f"{cfg.origins.get('train.topk', DEFAULTS)}: train.topk = {list(cfg.train.topk)}: "
                           f"{cfg.dataset} has only {n_items} items; use values <= {n_items}")
+    knn_k = getattr(cfg.model, "knn_k", None)
+    if knn_k is not None and knn_k > n_items:
+        raise ConfigError(f"{cfg.origins.get('model.knn_k', DEFAULTS)}: model.knn_k = {knn_k}: {cfg.dataset} has only "
+                          f"{n_items} items; use a value <= {n_items}")
     model_check = getattr(get_model(cfg.model_name), "validate", None)
     if model_check is not None:
         try:

@@ -184,7 +184,22 @@ def audit_interactions(inter: InterFile) -> tuple[dict[str, np.ndarray], int, in
         if len(splits[split]) == 0:
             why = (" after dropping the rows of users without training rows" if label and dropped[split] else "")
             raise DataError(f"{path}: the {split} split is empty{why} (x_label {label})")
+    _check_negatives_exist(path, splits["train"], lines[keep & (labels == 0)])
     return splits, n_users, n_items, report
+
+
+def _check_negatives_exist(path: Path, train: np.ndarray, lines: np.ndarray) -> None:
+    """BPR needs, for every user, a training item the user has not interacted with (the sampler draws from them)."""
+    items = np.unique(train[:, 1])
+    if len(items) < 2:
+        raise DataError(f"{path}: only {len(items)} distinct item(s) in the training split; BPR needs at least 2")
+    pairs = np.unique(train, axis=0)
+    per_user = np.bincount(pairs[:, 0])
+    full = np.flatnonzero(per_user >= len(items))
+    if full.size:
+        first = int(lines[np.flatnonzero(train[:, 0] == full[0])[0]])
+        raise DataError(f"{path}:{first}: user {int(full[0])} has interacted with all {len(items)} training items, so "
+                        "no negative item can be sampled for BPR; drop the user or add items")
 
 
 def report_lines(report: dict) -> list[str]:

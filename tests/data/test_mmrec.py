@@ -115,3 +115,9 @@ def test_windows_line_endings_and_feature_file_kinds(tmp_path):
     np.save(folder / "image_feat.npy", np.ones((4, 2), np.complex64))
     with pytest.raises(DataError, match="features must be real numbers"):
         load_mmrec(folder)
+
+
+def test_a_user_with_every_training_item_is_named(tmp_path):
+    rows = [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 1), (0, 2, 1), (1, 2, 2), (0, 3, 2)]  # user 0: both train items
+    with pytest.raises(DataError, match=r"toy.inter:2: user 0 has interacted with all 2 training items"):
+        load_mmrec(write_folder(tmp_path, rows=rows))
