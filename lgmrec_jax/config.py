@@ -113,8 +113,7 @@ def load_saved_config(path: str | Path, available_devices: int | None = None) ->
     """The config a run directory recorded (its config.json), with errors naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path.parent}: no config.json there, so it is not a run directory (or the run was "
-                          "started by an older version that crashed before writing it)")
+        raise ConfigError(f"{path.parent}: no config.json there, so it is not a run directory")
     return from_dict(jsonio.read_json(path, "run config"), str(path), available_devices)
 
 

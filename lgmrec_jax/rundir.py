@@ -164,6 +164,7 @@ def check_matches_record(workdir: Path, cfg, data) -> list[str]:
         sizes = ("n_users", "n_items", "n_train", "n_valid", "n_test")
         was = ", ".join(f"{k} {recorded_data.get(k)}" for k in sizes)
         now_sizes = ", ".join(f"{k} {fingerprint[k]}" for k in sizes)
+        how = ("same sizes, other content" if was == now_sizes else f"then {was}; now {now_sizes}")
         raise RunDirError(f"--resume {workdir}: the data of {fingerprint['name']} changed since the run started "
-                          f"(content hash differs; then {was}; now {now_sizes}); restore the data or start a new run")
+                          f"({how}); restore the data or start a new run")
     return []
