@@ -90,7 +90,7 @@ def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
     if data is None:
         from lgmrec_jax.cli import ensure_dataset
         data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
-    for warning in rundir.check_matches_record(run_dir, cfg, data):
+    for warning in rundir.check_matches_record(run_dir, cfg, data, use="--run"):
         print(f"warning: {warning}", file=sys.stderr)
     model = get_model(cfg.model_name)
     ckpt_dir = run_dir / "checkpoints"

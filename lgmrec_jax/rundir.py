@@ -129,8 +129,9 @@ class RunLock:
             self._fd = None
 
 
-def check_matches_record(workdir: Path, cfg, data) -> list[str]:
-    """Refuses to resume when the config or the data differ from those recorded in repro.json at the start.
+def check_matches_record(workdir: Path, cfg, data, use: str = "--resume") -> list[str]:
+    """Refuses to resume (or, with `use`, to use the run otherwise) when the config or the data differ from those
+    recorded in repro.json at the start.
 
     Keys added to the config since the run started are not compared (they take their defaults). Returns warnings
     (e.g. that the run has no record to compare with).
@@ -156,15 +157,16 @@ def check_matches_record(workdir: Path, cfg, data) -> list[str]:
             if now[section].get(key, old) != old:
                 changed.append(f"{section}.{key}: {old!r} → {now[section][key]!r}")
     if changed:
-        raise RunDirError(f"--resume {workdir}: the config differs from the one the run started with "
-                          f"({'; '.join(changed)}); resuming would finish the run with other settings. Restore "
-                          f"{workdir / 'config.json'} or start a new run")
+        raise RunDirError(f"{use} {workdir}: the config differs from the one the run started with "
+                          f"({'; '.join(changed)}); restore {workdir / 'config.json'}"
+                          + (" or start a new run (resuming would finish the run with other settings)"
+                             if use == "--resume" else ""))
     fingerprint = dataset_fingerprint(data)
     if fingerprint["content_sha256"] != recorded_hash:
         sizes = ("n_users", "n_items", "n_train", "n_valid", "n_test")
         was = ", ".join(f"{k} {recorded_data.get(k)}" for k in sizes)
         now_sizes = ", ".join(f"{k} {fingerprint[k]}" for k in sizes)
         how = ("same sizes, other content" if was == now_sizes else f"then {was}; now {now_sizes}")
-        raise RunDirError(f"--resume {workdir}: the data of {fingerprint['name']} changed since the run started "
-                          f"({how}); restore the data or start a new run")
+        raise RunDirError(f"{use} {workdir}: the data of {fingerprint['name']} changed since the run started "
+                          f"({how}); restore the data" + (" or start a new run" if use == "--resume" else ""))
     return []
