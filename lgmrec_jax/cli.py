@@ -112,7 +112,8 @@ def cmd_export(args) -> int:
 
 
 def _check_new_file(path: Path | None, flag: str) -> None:
-    """An output file the command will create: never an existing one (nothing is overwritten), in a folder that exists."""
+    """An output file the command will create: never an existing one (nothing is overwritten), in an existing
+    folder."""
     if path is None:
         return
     if path.exists():
@@ -149,12 +150,12 @@ def cmd_train(args) -> int:
     if args.distributed:
         jax.distributed.initialize()
     validate(cfg, available_devices=len(jax.devices()))
-    from lgmrec_jax.train import train_and_evaluate
     data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     print(data.summary())
     for note in report_lines(data.load_report):
         print(f"note: {note}")
     check_fits_data(cfg, data.n_items, data.modalities)
+    from lgmrec_jax.train import train_and_evaluate  # flax, optax, orbax: once the inputs are known to be good
     print(f"run directory: {workdir}")
     result = train_and_evaluate(cfg, data, workdir, resume=bool(args.resume), progress=not args.no_progress)
     print_result(result)

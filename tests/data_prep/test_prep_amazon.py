@@ -307,7 +307,8 @@ def test_validate_prepared_checks_known_stats_and_contents(tmp_path, built):
     lines = (bad / "bad.inter").read_text().splitlines()
     lines[4] = lines[4][:-1] + "7"
     (bad / "bad.inter").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0 \(train\), 1 \(valid\) or 2 \(test\), got 7"):
+    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0 \(train\), 1 \(valid\) or 2 \(test\), "
+                                         r"got 7"):
         validate_prepared(bad)
 
 
