@@ -6,8 +6,10 @@ Each epoch: shuffled BPR batches (data/sampler.py) through a jitted `train_step`
 validation pass (evaluation.py) every `eval_step` epochs, early stopping on the rounded validation metric with
 MMRec's patience, and an orbax checkpoint. At the end the test split is evaluated once, with the parameters of the
 best validation epoch. `workdir` receives config.json, metrics.jsonl (one JSON line per epoch), results.json,
-curves.png and checkpoints/. `resume=True` restores the latest checkpoint in `workdir` and continues exactly: batch
-order and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted one.
+curves.png and checkpoints/. `resume=True` restores the newest intact checkpoint in `workdir` and continues exactly:
+batch order and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted one.
+The run directory is handled by rundir.py: locked for the run, refused before anything is written into it when it
+already holds a run, and, on resume, refused when the config or data differ from what the run recorded.
 """
 
 from __future__ import annotations
