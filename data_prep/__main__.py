@@ -4,7 +4,11 @@
   synthetic-<scale>    write a synthetic dataset to data/ in the MMRec format (tiny, baby, sports, clothing, elec)
   baby|sports|clothing|elec|<name> --raw DIR
                        build from raw Amazon 2014 files (data_prep/amazon.py); without --raw, validate an
-                       already-prepared folder data/<name>/ against the known statistics
+                       already-prepared folder data/<name>/ against the known statistics, with the trainer's
+                       own checks (same messages and line numbers, same report of merged/dropped rows)
+
+--debug (or LGMREC_DEBUG=1) shows the traceback of an error; otherwise an error is one message naming the file
+(and line) at fault, with exit code 2 for bad input and 1 for a failure.
 """
 
 from __future__ import annotations
@@ -12,11 +16,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lgmrec_jax.errors import InputError, debug_requested, run_guarded
+
 
 def main(argv: list[str]) -> int:
+    """Errors become a message and an exit code (2 bad input, 1 failure; lgmrec_jax/errors.py); --debug or
+    LGMREC_DEBUG=1 shows the traceback."""
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
+    return run_guarded(lambda: _dispatch(argv), debug=debug_requested(argv))
+
+
+def _dispatch(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     if name == "ml100k":
         from data_prep import movielens
@@ -25,18 +37,23 @@ def main(argv: list[str]) -> int:
         from data_prep import synthetic_export
         return synthetic_export.main([name.removeprefix("synthetic-"), *rest])
     from data_prep import amazon
-    from lgmrec_jax.data.sources import AMAZON_CATEGORIES, missing_message
+    from lgmrec_jax.data.sources import AMAZON_CATEGORIES, DatasetMissing, missing_message
     if "--raw" in rest:
         if "--category" not in rest:
             rest = ["--category", AMAZON_CATEGORIES.get(name, name), *rest]
         if "--out" not in rest:
             rest = [*rest, "--out", f"data/{name}"]
         return amazon.main(rest)
+    unknown = [arg for arg in rest if arg != "--debug"]
+    if unknown:
+        raise InputError(f"python -m data_prep {name}: unexpected argument(s) {unknown}; to build from raw "
+                             "files pass --raw DIR, to validate data/<name>/ pass nothing")
     folder = Path("data") / name
     if not folder.is_dir():
-        print(missing_message(name, folder), file=sys.stderr)
-        return 1
-    report = amazon.validate_prepared(folder)
+        raise DatasetMissing(missing_message(name, folder))
+    report = amazon.validate_prepared(folder, name)  # <name>.inter, the file the trainer loads
+    for note in report["notes"]:
+        print(f"note: {note}")
     print(f"{folder}: valid MMRec dataset: {report}")
     return 0
 

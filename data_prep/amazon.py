@@ -21,6 +21,7 @@ import gzip
 import json
 import re
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -30,7 +31,10 @@ from tqdm import tqdm
 
 from data_prep import encoders as enc
 from data_prep import known_stats, writer
+from lgmrec_jax import jsonio
 from lgmrec_jax.data import split
+from lgmrec_jax.data.mmrec import DataError, read_inter_file
+from lgmrec_jax.errors import Failure, InputError, debug_requested, run_guarded
 from data_prep.known_stats import validate_prepared  # re-exported: `data_prep.amazon.validate_prepared`
 
 __all__ = ["build_amazon", "find_sources", "main", "validate_prepared"]
@@ -45,19 +49,29 @@ MCAULEY_IMAGE_ENCODER = known_stats.PUBLISHED_ENCODERS["image"]
 # Raw readers
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open gzip or plain text by content (magic bytes), not by name: downloads get renamed."""
+def open_binary(path: Path) -> IO[bytes]:
+    """Open gzip or plain bytes by content (magic bytes), not by name: downloads get renamed."""
     with open(path, "rb") as probe:
         gz = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
 def _lines(path: Path, desc: str, progress: bool) -> Iterator[tuple[int, str]]:
-    with open_text(path) as handle:
-        for lineno, line in enumerate(tqdm(handle, desc=desc, unit=" lines", disable=not progress), start=1):
-            line = line.strip()
-            if line:
-                yield lineno, line
+    """(line number, stripped text) of the non-blank lines. Each line is decoded on its own, so a byte that is not
+    UTF-8 is reported with its line; a damaged or truncated gzip stream is reported with the last good line."""
+    lineno = 0
+    try:
+        with open_binary(path) as handle:
+            for lineno, raw in enumerate(tqdm(handle, desc=desc, unit=" lines", disable=not progress), start=1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {e.start} of the line)") from None
+                if line:
+                    yield lineno, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path}: damaged or truncated gzip stream after line {lineno} ({e}); download the file "
+                        "again") from None
 
 
 def _is_na(value: Any) -> bool:
@@ -96,16 +110,16 @@ def read_reviews(path: Path, progress: bool = True) -> Interactions:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            raise ValueError(f"{path.name}:{lineno}: {expected} (not valid JSON)") from None
+            raise DataError(f"{path}:{lineno}: {expected} (not valid JSON)") from None
         if not isinstance(rec, dict) or any(k not in rec for k in REVIEW_KEYS):
-            raise ValueError(f"{path.name}:{lineno}: {expected}")
+            raise DataError(f"{path}:{lineno}: {expected}")
         if any(_is_na(rec[k]) for k in REVIEW_KEYS):
             out.n_na += 1
             continue
         try:
             rating, ts = float(rec["overall"]), int(rec["unixReviewTime"])
         except (TypeError, ValueError):
-            raise ValueError(f"{path.name}:{lineno}: {expected} (overall must be a number, "
+            raise DataError(f"{path}:{lineno}: {expected} (overall must be a number, "
                              f"unixReviewTime an integer)") from None
         out.add(str(rec["reviewerID"]), str(rec["asin"]), rating, ts)
     return out
@@ -118,14 +132,14 @@ def read_ratings_csv(path: Path, progress: bool = True) -> Interactions:
     for lineno, line in _lines(path, f"read {path.name}", progress):
         fields = line.split(",")
         if len(fields) != 4:
-            raise ValueError(f"{path.name}:{lineno}: {expected}, found {len(fields)}")
+            raise DataError(f"{path}:{lineno}: {expected}, found {len(fields)}")
         if any(_is_na(f) or f.strip().lower() in ("nan", "na") for f in fields):
             out.n_na += 1
             continue
         try:
             rating, ts = float(fields[2]), int(float(fields[3]))
         except ValueError:
-            raise ValueError(f"{path.name}:{lineno}: {expected} (rating and timestamp must be numbers)") from None
+            raise DataError(f"{path}:{lineno}: {expected} (rating and timestamp must be numbers)") from None
         out.add(fields[0].strip(), fields[1].strip(), rating, ts)
     return out
 
@@ -152,9 +166,9 @@ def read_meta(path: Path, wanted: set[str], progress: bool = True) -> dict[str, 
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                raise ValueError(f"{path.name}:{lineno}: expected a Python-literal or JSON dict with 'asin'") from None
+                raise DataError(f"{path}:{lineno}: expected a Python-literal or JSON dict with 'asin'") from None
         if not isinstance(rec, dict) or _is_na(rec.get("asin")):
-            raise ValueError(f"{path.name}:{lineno}: expected a Python-literal or JSON dict with 'asin'")
+            raise DataError(f"{path}:{lineno}: expected a Python-literal or JSON dict with 'asin'")
         asin = str(rec["asin"])
         if asin in wanted:
             found.setdefault(asin, rec)
@@ -171,10 +185,10 @@ def read_image_features(path: Path, wanted: list[str], dim: int = MCAULEY_IMAGE_
     record = np.dtype([("asin", f"S{ASIN_BYTES}"), ("feat", "<f4", (dim,))])
     with open(path, "rb") as probe:
         if probe.read(2) == b"\x1f\x8b":
-            raise ValueError(f"{path.name}: gzip-compressed; unpack it first (gunzip) so it can be memory-mapped")
+            raise DataError(f"{path}: gzip-compressed; unpack it first (gunzip) so it can be memory-mapped")
     size = path.stat().st_size
     if size % record.itemsize:
-        raise ValueError(f"{path.name}: {size} bytes is not a whole number of {record.itemsize}-byte records "
+        raise DataError(f"{path}: {size} bytes is not a whole number of {record.itemsize}-byte records "
                          f"({ASIN_BYTES}-byte asin + {dim} float32): truncated download or wrong --image-dim?")
     index = {asin: k for k, asin in enumerate(wanted)}
     feats = np.zeros((len(wanted), dim), dtype=np.float32)
@@ -260,7 +274,7 @@ def item_sentence(meta: dict | None) -> str:
 def mean_fill(feats: np.ndarray, found: np.ndarray, what: str) -> np.ndarray:
     """Rows without a feature get the mean of the rows that have one (MMRec's rule)."""
     if not found.any():
-        raise ValueError(f"{what}: none of the {len(found)} items has a feature; wrong file or category?")
+        raise DataError(f"{what}: none of the {len(found)} items has a feature; wrong file or category?")
     out = feats.copy()
     out[~found] = feats[found].mean(axis=0, dtype=np.float64).astype(np.float32)
     return out
@@ -294,13 +308,13 @@ def find_sources(raw: Path, category: str, need_image_file: bool = True) -> Amaz
     if inter_path is None:
         inter_path, kind = _first_existing(raw, ratings), "ratings"
     if inter_path is None:
-        raise FileNotFoundError(f"{raw}: no interaction file for {category}; looked for {reviews + ratings}")
+        raise DataError(f"{raw}: no interaction file for {category}; looked for {reviews + ratings}")
     meta = _first_existing(raw, metas)
     if meta is None:
-        raise FileNotFoundError(f"{raw}: no metadata file for {category}; looked for {metas}")
+        raise DataError(f"{raw}: no metadata file for {category}; looked for {metas}")
     image = _first_existing(raw, images)
     if need_image_file and image is None:
-        raise FileNotFoundError(f"{raw}: no image feature file for {category}; looked for {images} "
+        raise DataError(f"{raw}: no image feature file for {category}; looked for {images} "
                                 f"(or pass --image-encoder none / efficientnet-lite0 --images DIR)")
     return AmazonSources(category, inter_path, kind, meta, image)
 
@@ -331,13 +345,16 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
     ratings = np.frombuffer(raw.ratings, dtype=np.float64)
     stamps = np.frombuffer(raw.timestamps, dtype=np.int64)
     n_raw = len(users) + raw.n_na
+    if len(users) == 0:
+        raise DataError(f"{sources.interactions}: no interactions (the file is empty"
+                        + (f", or all {raw.n_na} lines lack a field)" if raw.n_na else ")"))
 
     unique = drop_duplicates(users, items, stamps)
     users, items, ratings, stamps = users[unique], items[unique], ratings[unique], stamps[unique]
     core = k_core(users, items, k)
     users, items, ratings, stamps = users[core], items[core], ratings[core], stamps[core]
     if len(users) == 0:
-        raise ValueError(f"{sources.interactions.name}: nothing survives the {k}-core filter")
+        raise DataError(f"{sources.interactions}: nothing survives the {k}-core filter")
     user_ids, _ = first_appearance_ids(users)
     item_ids, item_code_of_id = first_appearance_ids(items)
     x_label = split.mmrec_split(user_ids, seed)
@@ -354,13 +371,13 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
     n_missing_image = None
     if image_encoder == "mcauley":
         if sources.image_features is None:
-            raise FileNotFoundError(f"image_features_{sources.category}.b is needed for --image-encoder mcauley")
+            raise DataError(f"image_features_{sources.category}.b is needed for --image-encoder mcauley")
         feats, found = read_image_features(sources.image_features, asins, image_dim, progress)
         source_files["image_features"] = sources.image_features
         encoders_info["image"] = {"name": MCAULEY_IMAGE_ENCODER, "version": "amazon-2014", "dim": image_dim}
     elif image_encoder == "efficientnet-lite0":
         if images_dir is None:
-            raise ValueError("--image-encoder efficientnet-lite0 needs --images DIR with <asin>.jpg files")
+            raise DataError("--image-encoder efficientnet-lite0 needs --images DIR with <asin>.jpg files")
         model = enc.EfficientNetLite0Encoder()
         feats, found = model.encode_files(_image_paths(images_dir, asins), progress=progress)
         encoders_info["image"] = dict(model.info)
@@ -398,16 +415,22 @@ def import_prepared(src: Path, out_dir: Path, name: str | None = None) -> Path:
     """Validate an already-prepared MMRec folder, then copy it through the writer (adds a manifest)."""
     summary = validate_prepared(src, name)
     name = summary["name"]
-    cols = known_stats.read_inter_table(src / f"{name}.inter")
-    n = len(cols["userID"])
+    inter = read_inter_file(src / f"{name}.inter", extra_columns=("rating", "timestamp"))
+    n = len(inter.users)
+    stamps = inter.columns.get("timestamp", np.zeros(n))
+    if not np.array_equal(stamps, np.round(stamps)):
+        row = int(np.flatnonzero(stamps != np.round(stamps))[0])
+        raise DataError(f"{inter.path}:{inter.lines[row]}: timestamp must be an integer, found {stamps[row]!r}")
     features = {m: np.load(src / f"{m}_feat.npy", allow_pickle=False) for m in summary["features"]}
     sources = {p.name: p for p in sorted(src.iterdir()) if p.is_file() and p.name != "manifest.json"}
-    return writer.write_mmrec_dataset(
-        out_dir, name, users=cols["userID"], items=cols["itemID"],
-        ratings=cols.get("rating", np.zeros(n)), timestamps=cols.get("timestamp", np.zeros(n, dtype=np.int64)),
-        x_label=cols["x_label"], features=features,
-        provenance={"sources": sources, "builder": "data_prep.amazon (import of a prepared folder)",
-                    "imported_from": str(src)})
+    try:
+        return writer.write_mmrec_dataset(
+            out_dir, name, users=inter.users, items=inter.items, ratings=inter.columns.get("rating", np.zeros(n)),
+            timestamps=stamps.astype(np.int64), x_label=inter.labels, features=features,
+            provenance={"sources": sources, "builder": "data_prep.amazon (import of a prepared folder)",
+                        "imported_from": str(src)})
+    except ValueError as err:  # the writer refuses what the trainer tolerates, e.g. ids that are not contiguous
+        raise DataError(f"{src}: cannot import: {err}") from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -433,46 +456,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--image-dim", type=int, default=MCAULEY_IMAGE_DIM, help="floats per record in the .b file")
     p.add_argument("--validate-only", action="store_true", help="only validate the prepared folder given as --raw")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    return run_guarded(lambda: _main(argv), debug=debug_requested(argv))
+
+
+def _main(argv: list[str]) -> int:
+    args = parse_args(argv)
     raw: Path = args.raw
     if not raw.is_dir():
-        print(f"error: --raw {raw}: not a directory", file=sys.stderr)
-        return 2
-    try:
-        if args.validate_only or any(raw.glob("*.inter")):
-            summary = validate_prepared(raw, args.name)
-            print(json.dumps(summary, indent=2))
-            if not args.validate_only and args.out and args.out.resolve() != raw.resolve():
-                print(f"imported into {import_prepared(raw, args.out, args.name)}")
-            return 0
-        if not args.category:
-            print("error: --category is required to build from raw files", file=sys.stderr)
-            return 2
-        category = known_stats.category_for(args.category) or args.category
-        short = known_stats.short_name_for(category)
-        # The trainer loads <dir>/<dir name>.inter, so the folder name is the default dataset name.
-        name = args.name or (args.out.name if args.out else short)
-        out = args.out or Path("data") / name
-        sources = find_sources(raw, category, need_image_file=args.image_encoder == "mcauley")
-        text_encoder = enc.make_text_encoder(args.text_encoder)
-        path = build_amazon(sources, out, name, text_encoder=text_encoder, seed=args.seed,
-                            image_encoder=args.image_encoder, images_dir=args.images, k=args.k_core,
-                            image_dim=args.image_dim, progress=not args.no_progress)
-    except (enc.MissingExtraError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise DataError(f"--raw {raw}: not a directory")
+    if args.validate_only or any(raw.glob("*.inter")):
+        summary = validate_prepared(raw, args.name)
+        print(jsonio.dumps(summary, indent=2))
+        if not args.validate_only and args.out and args.out.resolve() != raw.resolve():
+            print(f"imported into {import_prepared(raw, args.out, args.name)}")
+        return 0
+    if not args.category:
+        raise InputError("--category is required to build from raw files")
+    category = known_stats.category_for(args.category) or args.category
+    short = known_stats.short_name_for(category)
+    # The trainer loads <dir>/<dir name>.inter, so the folder name is the default dataset name.
+    name = args.name or (args.out.name if args.out else short)
+    out = args.out or Path("data") / name
+    sources = find_sources(raw, category, need_image_file=args.image_encoder == "mcauley")
+    text_encoder = enc.make_text_encoder(args.text_encoder)
+    path = build_amazon(sources, out, name, text_encoder=text_encoder, seed=args.seed,
+                        image_encoder=args.image_encoder, images_dir=args.images, k=args.k_core,
+                        image_dim=args.image_dim, progress=not args.no_progress)
     print(f"wrote {path}")
     try:
         # A rebuilt baby/sports/clothing/elec must match the published sizes (SPEC §1.2).
         summary = validate_prepared(path, name, check_known=args.k_core == 5, known_as=short)
-    except ValueError as err:
-        print(f"error: {path} was written but does not match the published dataset: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2))
+    except DataError as err:
+        raise Failure(f"{path} was written but does not match the published dataset: {err}") from None
+    print(jsonio.dumps(summary, indent=2))
     return 0
 
 

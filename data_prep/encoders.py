@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from lgmrec_jax.errors import Failure
+
 TEXT_DIM = 384
 IMAGE_DIM_EFFICIENTNET = 1280
 
@@ -40,7 +42,7 @@ FEATURES_INSTALL_HINT = (
 )
 
 
-class MissingExtraError(RuntimeError):
+class MissingExtraError(Failure):
     """An encoder was requested whose optional dependencies are not installed."""
 
 

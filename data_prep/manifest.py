@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib.metadata
-import json
 import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lgmrec_jax import jsonio
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -101,15 +102,17 @@ def build_manifest(
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     path = folder / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
+    return jsonio.write_json(path, manifest, indent=2, sort_keys=False)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; was this folder written by data_prep?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    manifest = jsonio.read_json(path, "dataset manifest")
+    if not isinstance(manifest, dict):
+        raise jsonio.InputError(f"{path}: expected a JSON object (a data_prep manifest)")
+    return manifest
 
 
 def verify_manifest(folder: Path) -> list[str]:

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.writer import write_mmrec_dataset
+from lgmrec_jax.data.mmrec import DataError
 from lgmrec_jax.data.split import chronological_split
+from lgmrec_jax.errors import Failure
 
 RECBOLE_VERSION = "1.2.1"
 MEMBER_DIR = "recbole/dataset_example/ml-100k/"
@@ -41,15 +43,19 @@ def fetch_wheel(cache_dir: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"recbole=={RECBOLE_VERSION}",
            "-d", str(cache_dir)]
     if subprocess.run(cmd).returncode != 0:
-        raise RuntimeError(f"could not download recbole=={RECBOLE_VERSION}; run `{' '.join(cmd)}` by hand, "
+        raise Failure(f"could not download recbole=={RECBOLE_VERSION}; run `{' '.join(cmd)}` by hand, "
                            "or put the wheel into " + str(cache_dir))
     return sorted(cache_dir.glob(f"recbole-{RECBOLE_VERSION}-*.whl"))[0]
 
 
 def read_member(wheel: Path, name: str) -> list[list[str]]:
     """Rows of a RecBole atomic file (TSV with a typed header) from inside the wheel."""
-    with zipfile.ZipFile(wheel) as zf:
-        text = zf.read(MEMBER_DIR + name).decode("latin-1")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            text = zf.read(MEMBER_DIR + name).decode("latin-1")
+    except (zipfile.BadZipFile, KeyError, EOFError) as e:
+        raise DataError(f"{wheel}: damaged or not the recbole {RECBOLE_VERSION} wheel ({e}); delete it and run "
+                        "again to download it afresh") from None
     lines = text.splitlines()
     return [line.split("\t") for line in lines[1:] if line]
 
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/ml100k"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/wheels"))
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     args = parser.parse_args(argv)
     path = build(args.out, args.cache)
     print(f"wrote {path}")

@@ -17,6 +17,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scale", choices=sorted(synthetic.SCALES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     args = parser.parse_args(argv)
     data = synthetic.generate(args.scale, seed=args.seed)
     out = args.out or Path("data") / data.name

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 from experiments import report
 from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
                                    load_data, run_seeds, seed_list, split_overrides, summarize)
+from lgmrec_jax import jsonio
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     table = ablation_table(args.dataset, rows, cfg, args.seeds)
     table.write(stem)
     plot_ablations(stem.with_suffix(".png"), args.dataset, rows)
-    stem.with_suffix(".json").write_text(json.dumps({"dataset": args.dataset, "rows": rows}, indent=1) + "\n")
+    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, "rows": rows}, indent=1) + "\n")
     print(table.markdown())
     return 0
 

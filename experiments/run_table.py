@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from experiments import paper_results, report
+from lgmrec_jax import jsonio
 from lgmrec_jax.config import ConfigError, RunConfig, load_config
 
 RUNS_ROOT = Path("runs/experiments")
@@ -88,7 +89,7 @@ def run_one(cfg: RunConfig, data, root: Path = RUNS_ROOT, reuse: bool = True, pr
     t0 = time.perf_counter()
     result = train_and_evaluate(cfg, data, directory, resume=resume, progress=progress)
     result["wall_seconds"] = time.perf_counter() - t0
-    (directory / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    jsonio.write_json(directory / "results.json", result)
     return {**result, "run_dir": str(directory), "reused": False}
 
 
@@ -365,7 +366,7 @@ def _plot_main(path: Path, dataset: str, outcomes: dict) -> None:
 
 def _write_json(path: Path, payload: dict) -> None:
     """Full provenance next to the table: every candidate's per-seed results and run directories."""
-    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    path.write_text(jsonio.dumps(payload, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

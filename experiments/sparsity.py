@@ -14,7 +14,6 @@ is retrained. Outputs: results/sparsity_<dataset>.{md,csv,json,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from experiments import report
 from experiments.run_table import (add_common_args, header_notes, load_data, load_model_configs, run_seeds,
                                    seed_list)
+from lgmrec_jax import jsonio
 from lgmrec_jax.evaluation import padded_lists, ranking_metrics
 from lgmrec_jax.recommend import masked_top_k, load_run
 
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     table = sparsity_table(args.dataset, outcome, cfgs, args.seeds, missing)
     table.write(stem)
     plot_sparsity(stem.with_suffix(".png"), args.dataset, outcome)
-    stem.with_suffix(".json").write_text(json.dumps({"dataset": args.dataset, **outcome}, indent=1) + "\n")
+    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, **outcome}, indent=1) + "\n")
     print(table.markdown())
     return 0
 

@@ -12,7 +12,6 @@ Outputs: results/sweep_<param>_<model>_<dataset>.{md,csv,json,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from experiments import report
 from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
                                    load_data, run_seeds, seed_list, select_by_validation, split_overrides,
                                    summarize)
+from lgmrec_jax import jsonio
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     table = sweep_table(args.dataset, args.param, rows, cfg, args.seeds)
     table.write(stem)
     plot_sweep(stem.with_suffix(".png"), args.dataset, args.param, rows)
-    stem.with_suffix(".json").write_text(json.dumps({"dataset": args.dataset, "param": args.param, "rows": rows},
+    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, "param": args.param, "rows": rows},
                                                     indent=1) + "\n")
     print(table.markdown())
     return 0

@@ -3,26 +3,39 @@
 `make train MODEL=... DATASET=... ARGS='...'` calls this. Runs land in runs/<model>-<dataset>-<time>/;
 `--resume RUN_DIR` continues a stopped run from its last checkpoint with the config saved there.
 `recommend --run RUN_DIR --users 1 2` and `export --run RUN_DIR --out DIR` use a finished run (lgmrec_jax/recommend.py).
+
+Errors become one or two lines on stderr naming the file, line, key or id at fault, with exit code 2 for bad input and
+1 for a failure (lgmrec_jax/errors.py); `--debug` or LGMREC_DEBUG=1 shows the traceback instead. Arguments and the
+config are checked before anything heavy is imported, so a mistake is reported at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from lgmrec_jax.config import ConfigError, from_dict, load_config
-from lgmrec_jax.data.mmrec import DataError
+from lgmrec_jax import errors, jsonio
+from lgmrec_jax.config import check_fits_data, load_config, load_saved_config, validate
+from lgmrec_jax.data.mmrec import report_lines
+from lgmrec_jax.errors import InputError
+
+DEFAULT_MODEL, DEFAULT_DATASET = "lightgcn", "ml100k"
+RESUME_CONFLICTS = ("model", "dataset", "config", "overrides", "workdir")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lgmrec_jax.cli")
+    # --debug is accepted before or after the command; SUPPRESS keeps a subcommand from resetting the global one.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=f"show the Python traceback of an error (or set {errors.DEBUG_ENV}=1)")
+    parser = argparse.ArgumentParser(prog="python -m lgmrec_jax.cli", parents=[debug])
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a model, evaluate the test split at the best validation epoch")
-    train.add_argument("--model", default="lightgcn")
-    train.add_argument("--dataset", default="ml100k")
+    train = sub.add_parser("train", parents=[debug],
+                           help="train a model, evaluate the test split at the best validation epoch")
+    train.add_argument("--model", help=f"lightgcn, lgmrec or gume (default {DEFAULT_MODEL})")
+    train.add_argument("--dataset", help=f"dataset name (default {DEFAULT_DATASET})")
     train.add_argument("--config", help="extra TOML file applied after the per-model/per-dataset configs")
     train.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                        help="overrides, e.g. model.alpha=0.3 train.epochs=50")
@@ -31,14 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host TPU pod slices)")
-    add_recommend_parsers(sub)
+    add_recommend_parsers(sub, debug)
     return parser
 
 
-def add_recommend_parsers(sub) -> None:
+def add_recommend_parsers(sub, debug) -> None:
     """`recommend` and `export`: use a finished run directory (its best-validation checkpoint)."""
-    rec = sub.add_parser("recommend", help="top-K items for users from a run's best checkpoint (training items "
-                                           "excluded); optionally with new cold-start items")
+    rec = sub.add_parser("recommend", parents=[debug],
+                         help="top-K items for users from a run's best checkpoint (training items excluded); "
+                              "optionally with new cold-start items")
     rec.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
     rec.add_argument("--users", type=int, nargs="+", required=True)
     rec.add_argument("--k", type=int, default=10)
@@ -46,23 +60,34 @@ def add_recommend_parsers(sub) -> None:
                      help="new items: an .npz with one [n_new, dim] array per modality; they join the candidates "
                           "with ids n_items, n_items+1, ... (see lgmrec_jax/recommend.py for what is used)")
     rec.add_argument("--out", type=Path, help="write the recommendations as JSON here (default: print)")
-    exp = sub.add_parser("export", help="write user/item embeddings (.npy) of a run's best checkpoint")
+    exp = sub.add_parser("export", parents=[debug], help="write user/item embeddings (.npy) of a run's best checkpoint")
     exp.add_argument("--run", type=Path, required=True, metavar="RUN_DIR")
     exp.add_argument("--out", type=Path, required=True, metavar="DIR")
 
 
 def cmd_recommend(args) -> int:
-    import numpy as np
-    from lgmrec_jax import recommend
-    run = recommend.load_run(args.run)
-    extra = None
-    if args.cold_features:
-        with np.load(args.cold_features) as npz:
-            extra = recommend.cold_item_embeddings(run, {m: npz[m] for m in npz.files})
+    from lgmrec_jax import recommend_checks as checks
+    if args.k < 1:
+        raise InputError(f"--k {args.k}: must be a positive number of items")
+    negative = [u for u in args.users if u < 0]
+    if negative:
+        raise InputError(f"--users: user ids are >= 0, got {negative[0]}")
+    _check_new_file(args.out, "--out")
+    cfg = checks.read_run_config(args.run)
+    data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    cold = checks.read_cold_features(args.cold_features) if args.cold_features else None
+    n_new = len(next(iter(cold.values()))) if cold else 0
+    checks.check_request(data, args.users, args.k, n_new)
+    from lgmrec_jax import recommend  # JAX, the model and the checkpoint: only for a request that passed the checks
+    run = recommend.load_run(args.run, data)
+    extra = recommend.cold_item_embeddings(run, cold) if cold else None
     items, scores = recommend.top_k(run, args.users, args.k, extra_items=extra)
-    out = [{"user": u, "items": i.tolist(), "scores": [round(float(x), 6) for x in s]}
-           for u, i, s in zip(args.users, items, scores)]
-    text = json.dumps({"run": str(args.run), "k": args.k, "n_items": run.data.n_items, "recommendations": out})
+    out = []
+    for user, user_items, user_scores in zip(args.users, items, scores):
+        keep = user_scores > -float("inf")  # fewer than k items the user has not trained on: the rest are dropped
+        out.append({"user": user, "items": user_items[keep].tolist(),
+                    "scores": [round(float(x), 6) for x in user_scores[keep]]})
+    text = jsonio.dumps({"run": str(args.run), "k": args.k, "n_items": run.data.n_items, "recommendations": out})
     if args.out:
         args.out.write_text(text + "\n")
     else:
@@ -71,11 +96,30 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from lgmrec_jax import recommend_checks as checks
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a directory")
+    present = [n for n in checks.EXPORT_FILES if (args.out / n).exists()]
+    if present:
+        raise InputError(f"--out {args.out}: already holds an export ({', '.join(present)}); choose another "
+                         "directory or move those files away (nothing was written)")
+    checks.read_run_config(args.run)
     from lgmrec_jax import recommend
     info = recommend.export_embeddings(recommend.load_run(args.run), args.out)
     print(f"wrote {info['n_users']}×{info['dim']} user and {info['n_items']}×{info['dim']} item embeddings "
           f"to {args.out}")
     return 0
+
+
+def _check_new_file(path: Path | None, flag: str) -> None:
+    """An output file the command will create: never an existing one (nothing is overwritten), in an existing
+    folder."""
+    if path is None:
+        return
+    if path.exists():
+        raise InputError(f"{flag} {path}: already exists; choose another file or move it away (nothing was written)")
+    if not path.parent.is_dir():
+        raise InputError(f"{flag} {path}: the folder {path.parent} does not exist")
 
 
 def ensure_dataset(name: str, data_dir: Path):
@@ -89,22 +133,23 @@ def ensure_dataset(name: str, data_dir: Path):
 
 
 def cmd_train(args) -> int:
-    if args.distributed:
-        import jax
-        jax.distributed.initialize()
-    from lgmrec_jax.train import train_and_evaluate
-
+    from lgmrec_jax import rundir
     if args.resume:
-        saved = args.resume / "config.json"
-        if not saved.exists():
-            raise ConfigError(f"--resume {args.resume}: no config.json there (not a run directory)")
-        cfg = from_dict(json.loads(saved.read_text()))
-        if args.overrides:
-            raise ConfigError("--resume continues with the saved config; overrides are not allowed")
+        given = [f"--{name.replace('overrides', 'set')}" for name in RESUME_CONFLICTS if getattr(args, name)]
+        if given:
+            raise InputError(f"--resume continues with the config saved in {args.resume}/config.json; "
+                             f"{', '.join(given)} cannot be combined with it (start a new run to change settings)")
+        rundir.check_resumable(args.resume)
+        cfg = load_saved_config(args.resume / "config.json")
         workdir = args.resume
     else:
-        cfg = load_config(args.model, args.dataset, args.config, args.overrides)
+        cfg = load_config(args.model or DEFAULT_MODEL, args.dataset or DEFAULT_DATASET, args.config, args.overrides)
         workdir = args.workdir or Path(cfg.train.runs_dir) / f"{cfg.model_name}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        rundir.check_fresh(workdir)  # again under the run's lock; checked here so a refusal comes before any work
+    import jax  # only now: the checks above need no device
+    if args.distributed:
+        jax.distributed.initialize()
+    validate(cfg, available_devices=len(jax.devices()))
     from lgmrec_jax.hardware import platform_report
     platform_line, warning = platform_report()
     print(platform_line)
@@ -112,6 +157,10 @@ def cmd_train(args) -> int:
         print(warning, file=sys.stderr)
     data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     print(data.summary())
+    for note in report_lines(data.load_report):
+        print(f"note: {note}")
+    check_fits_data(cfg, data.n_items, data.modalities)
+    from lgmrec_jax.train import train_and_evaluate  # flax, optax, orbax: once the inputs are known to be good
     print(f"run directory: {workdir}")
     result = train_and_evaluate(cfg, data, workdir, resume=bool(args.resume), progress=not args.no_progress)
     print_result(result)
@@ -128,24 +177,20 @@ def print_result(result: dict) -> None:
             ("popularity (test)", result["popularity"]["test"])]
     for label, metrics in rows:
         print(f"{label:22}" + "".join(f"{metrics.get(k, float('nan')):>11.4f}" for k in keys))
-    print(f"median train s/epoch {result['median_train_seconds_per_epoch']:.3f}, "
-          f"eval s {result['median_eval_seconds']:.3f} ({result['backend']} on {result['devices']} "
+    seconds = {k: "-" if result[k] is None else f"{result[k]:.3f}"
+               for k in ("median_train_seconds_per_epoch", "median_eval_seconds")}
+    print(f"median train s/epoch {seconds['median_train_seconds_per_epoch']}, "
+          f"eval s {seconds['median_eval_seconds']} ({result['backend']} on {result['devices']} "
           f"{result['platform']} device(s))")
 
 
+COMMANDS = {"train": cmd_train, "recommend": cmd_recommend, "export": cmd_export}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "recommend":
-            return cmd_recommend(args)
-        if args.command == "export":
-            return cmd_export(args)
-    except (ConfigError, DataError, FileNotFoundError, NotImplementedError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 1
+    args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
+    debug = getattr(args, "debug", False) or errors.debug_requested()
+    return errors.run_guarded(lambda: COMMANDS[args.command](args), debug=debug)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,32 @@ Layers, later wins (as MMRec's overall → dataset → model precedence, but typ
   5. command-line overrides such as `model.alpha=0.3` or `train.learning_rate=5e-4`
 
 A TOML file has sections `[model]` and `[train]`, and optionally `[grid]` (lists of model values to search, used by
-experiments/). Any unknown section or key is an error that names the file and the key.
+experiments/). Any unknown section or key is an error that names the file and the key, and so is a value out of range
+(`validate`: one line per key in TRAIN_CHECKS / MODEL_CHECKS): the message names the layer that set it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import difflib
+import math
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from lgmrec_jax.models import get_model
+from lgmrec_jax import jsonio
+from lgmrec_jax.errors import InputError
+from lgmrec_jax.models import MODEL_MODULES, get_model
+from lgmrec_jax.precision import FEATURE_DTYPES, MATMUL_PRECISIONS
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+DEFAULTS = "defaults"  # the source named for a value nobody set
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(InputError):
+    """A config file, override or value is wrong; the message names the source and the key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +69,8 @@ class RunConfig:
     model: Any
     train: TrainConfig
     grid: dict = dataclasses.field(default_factory=dict)
+    # Which layer set each "section.key" (a file path, "command line", ...); only for messages, so not compared.
+    origins: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         return {"model_name": self.model_name, "dataset": self.dataset, "model": dataclasses.asdict(self.model),
@@ -73,8 +81,9 @@ class RunConfig:
 
 
 def load_config(model_name: str, dataset: str, config_file: str | Path | None = None,
-                overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    model = get_model(model_name)
+                overrides: list[str] | tuple[str, ...] = (), available_devices: int | None = None) -> RunConfig:
+    """The resolved, validated config. `available_devices` (len(jax.devices())) also checks train.devices."""
+    model = _model_module(model_name, "--model")
     cfg = RunConfig(model_name=model_name, dataset=dataset, model=model.Config(), train=TrainConfig())
     for path in (CONFIG_ROOT / model_name / "default.toml", CONFIG_ROOT / model_name / f"{dataset}.toml"):
         if path.exists():
@@ -83,14 +92,180 @@ def load_config(model_name: str, dataset: str, config_file: str | Path | None = 
         cfg = _apply(cfg, _read_toml(Path(config_file)), str(config_file))
     if overrides:
         cfg = _apply(cfg, _nest(parse_overrides(overrides), "command line"), "command line")
+    validate(cfg, available_devices)
     return cfg
 
 
-def from_dict(d: dict) -> RunConfig:
-    """Inverse of RunConfig.to_dict (used when resuming from a run directory's config.json)."""
-    model = get_model(d["model_name"])
-    cfg = RunConfig(model_name=d["model_name"], dataset=d["dataset"], model=model.Config(), train=TrainConfig())
-    return _apply(cfg, {"model": d["model"], "train": d["train"], "grid": d.get("grid", {})}, "config.json")
+def from_dict(d: dict, source: str = "config.json", available_devices: int | None = None) -> RunConfig:
+    """Inverse of RunConfig.to_dict (used when resuming from a run directory's config.json), validated."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a JSON object with model_name, dataset, model, train")
+    missing = [k for k in ("model_name", "dataset", "model", "train") if k not in d]
+    if missing:
+        raise ConfigError(f"{source}: lacks {', '.join(missing)}; not a config written by this project")
+    for key in ("model", "train", "grid"):
+        if not isinstance(d.get(key, {}), dict):
+            raise ConfigError(f"{source}: {key!r} must be an object, got {d[key]!r}")
+    model = _model_module(d["model_name"], f"{source} model_name")
+    cfg = RunConfig(model_name=d["model_name"], dataset=str(d["dataset"]), model=model.Config(), train=TrainConfig())
+    cfg = _apply(cfg, {"model": d["model"], "train": d["train"], "grid": d.get("grid", {})}, source)
+    validate(cfg, available_devices)
+    return cfg
+
+
+def load_saved_config(path: str | Path, available_devices: int | None = None) -> RunConfig:
+    """The config a run directory recorded (its config.json), with errors naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path.parent}: no config.json there, so it is not a run directory")
+    return from_dict(jsonio.read_json(path, "run config"), str(path), available_devices)
+
+
+def _model_module(name, where: str):
+    if name not in MODEL_MODULES:
+        close = difflib.get_close_matches(str(name), MODEL_MODULES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{where}: unknown model {name!r}{hint}; choose one of {', '.join(MODEL_MODULES)}")
+    return get_model(name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Range checks. One line per key: (test of the coerced value, what the value must be). A key without a line is only
+# type-checked, and a float anywhere must be finite. New keys get a check by adding a line here.
+
+Check = tuple[Callable[[Any], bool], str]
+POSITIVE_INT: Check = (lambda v: v >= 1, "a positive integer")
+NON_NEGATIVE_INT: Check = (lambda v: v >= 0, "an integer >= 0")
+POSITIVE: Check = (lambda v: v > 0, "a positive number")
+NON_NEGATIVE: Check = (lambda v: v >= 0, "a number >= 0")
+NON_EMPTY: Check = (lambda v: bool(v.strip()), "a non-empty path")
+
+# What evaluation.py computes and graph/sparse.py implements, spelled out here so that loading a config needs no
+# JAX import (tests/test_config.py checks that these lists agree with the modules).
+METRIC_NAMES = ("recall", "ndcg", "precision", "map")
+BACKEND_NAMES = ("auto", "bcoo", "bcsr", "segment_sum")
+
+TRAIN_CHECKS: dict[str, Check] = {
+    "seed": NON_NEGATIVE_INT,
+    "epochs": POSITIVE_INT,
+    "stopping_step": NON_NEGATIVE_INT,
+    "train_batch_size": POSITIVE_INT,
+    "learning_rate": (lambda v: v >= 0, "a number >= 0 (0 keeps the initial parameters)"),
+    "weight_decay": NON_NEGATIVE,
+    "learning_rate_scheduler": (lambda v: v[0] > 0 and v[1] > 0,
+                                "[factor, period] with both > 0 (lr · factor ** (epoch / period))"),
+    "eval_step": POSITIVE_INT,
+    "eval_batch_size": POSITIVE_INT,
+    "topk": (lambda v: len(v) > 0 and min(v) >= 1 and len(set(v)) == len(v),
+             "a non-empty list of distinct positive integers, e.g. [10, 20]"),
+    "backend": (lambda v: v in BACKEND_NAMES, f"one of {', '.join(BACKEND_NAMES)}"),
+    "devices": (lambda v: v >= 0, "an integer >= 0 (0 = every local device)"),
+    "data_dir": NON_EMPTY,
+    "cache_dir": NON_EMPTY,
+    "runs_dir": NON_EMPTY,
+    "checkpoint_every": (lambda v: v >= 0, "an integer >= 0 (0 = no checkpoints)"),
+    "steps_per_program": (lambda v: v >= 0, "an integer >= 0 (0 = the whole epoch as one program)"),
+    "matmul_precision": (lambda v: v in MATMUL_PRECISIONS, f"one of {', '.join(MATMUL_PRECISIONS)}"),
+    "feature_dtype": (lambda v: v in FEATURE_DTYPES, f"one of {', '.join(FEATURE_DTYPES)}"),
+}
+
+# By key name, for whichever model has the key (the names mean the same thing in every model, as in MMRec).
+MODEL_CHECKS: dict[str, Check] = {
+    "embedding_size": POSITIVE_INT,
+    "feat_embed_dim": POSITIVE_INT,
+    "n_ui_layers": NON_NEGATIVE_INT,
+    "n_mm_layers": NON_NEGATIVE_INT,
+    "n_layers": NON_NEGATIVE_INT,
+    "n_hyper_layer": POSITIVE_INT,
+    "hyper_num": POSITIVE_INT,
+    "knn_k": POSITIVE_INT,
+    "keep_rate": (lambda v: 0 < v <= 1, "a probability in (0, 1]"),
+    "alpha": NON_NEGATIVE,
+    "tau": POSITIVE,
+    "bm_temp": POSITIVE,
+    "um_temp": POSITIVE,
+    "reg_weight": NON_NEGATIVE,
+    "reg_weight_1": NON_NEGATIVE,
+    "reg_weight_2": NON_NEGATIVE,
+    "cl_weight": NON_NEGATIVE,
+    "bm_loss": NON_NEGATIVE,
+    "um_loss": NON_NEGATIVE,
+    "vt_loss": NON_NEGATIVE,
+}
+
+
+def computed_metrics(topk) -> list[str]:
+    return [f"{m}@{k}" for k in topk for m in METRIC_NAMES]
+
+
+def validate(cfg: RunConfig, available_devices: int | None = None) -> None:
+    """Range-checks every value; raises one ConfigError listing each bad key, its value and the layer that set it.
+
+    `available_devices` (the number of local devices) also checks train.devices and that the batch splits evenly.
+    """
+    problems = []
+
+    def bad(key: str, value, what: str) -> None:
+        shown = list(value) if isinstance(value, tuple) else value
+        problems.append(f"{cfg.origins.get(key, DEFAULTS)}: {key} = {shown!r}: must be {what}")
+
+    def check(key: str, value, rule: Check | None) -> None:
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
+            bad(key, value, "finite" + (f" and {rule[1]}" if rule else ""))
+        elif rule is not None and not rule[0](value):
+            bad(key, value, rule[1])
+
+    for f in dataclasses.fields(cfg.train):
+        check(f"train.{f.name}", getattr(cfg.train, f.name), TRAIN_CHECKS.get(f.name))
+    for f in dataclasses.fields(cfg.model):
+        check(f"model.{f.name}", getattr(cfg.model, f.name), MODEL_CHECKS.get(f.name))
+    for key, values in cfg.grid.items():
+        for value in values:
+            check(f"grid.{key}", value, MODEL_CHECKS.get(key))
+
+    tc = cfg.train
+    computed = computed_metrics(tc.topk)
+    if tc.topk and tc.valid_metric not in computed:
+        at = tc.valid_metric.partition("@")[2]
+        hint = f", or add {at} to train.topk" if at.isdigit() else ""
+        problems.append(f"{cfg.origins.get('train.valid_metric', DEFAULTS)}: train.valid_metric = "
+                        f"{tc.valid_metric!r} is not computed with train.topk = {list(tc.topk)}; choose one of "
+                        f"{', '.join(computed)}{hint}")
+    if 1 <= tc.epochs < tc.eval_step:
+        problems.append(f"{cfg.origins.get('train.eval_step', DEFAULTS)}: train.eval_step = {tc.eval_step} exceeds "
+                        f"train.epochs = {tc.epochs}: no validation epoch would run, so there would be no best "
+                        "epoch to test; lower train.eval_step")
+    if available_devices is not None and tc.devices >= 0:
+        if tc.devices > available_devices:
+            problems.append(f"{cfg.origins.get('train.devices', DEFAULTS)}: train.devices = {tc.devices}: only "
+                            f"{available_devices} device(s) available here; use 0 (all) or at most "
+                            f"{available_devices}")
+        elif tc.train_batch_size >= 1 and tc.train_batch_size % (tc.devices or available_devices):
+            n = tc.devices or available_devices
+            problems.append(f"{cfg.origins.get('train.train_batch_size', DEFAULTS)}: train.train_batch_size = "
+                            f"{tc.train_batch_size} does not split evenly over the {n} devices in use "
+                            f"(train.devices = {tc.devices}); use a multiple of {n}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def check_fits_data(cfg: RunConfig, n_items: int, modalities: tuple[str, ...]) -> None:
+    """Checks that need the dataset: top-k within the item count, and the model's own cross-key checks."""
+    if max(cfg.train.topk) > n_items:
+        raise ConfigError(f"{cfg.origins.get('train.topk', DEFAULTS)}: train.topk = {list(cfg.train.topk)}: "
+                          f"{cfg.dataset} has only {n_items} items; use values <= {n_items}")
+    knn_k = getattr(cfg.model, "knn_k", None)
+    if knn_k is not None and knn_k > n_items:
+        raise ConfigError(f"{cfg.origins.get('model.knn_k', DEFAULTS)}: model.knn_k = {knn_k}: {cfg.dataset} has only "
+                          f"{n_items} items; use a value <= {n_items}")
+    model_check = getattr(get_model(cfg.model_name), "validate", None)
+    if model_check is not None:
+        try:
+            model_check(cfg.model, modalities)
+        except ValueError as e:
+            sources = sorted({v for k, v in cfg.origins.items() if k.startswith("model.")}) or [DEFAULTS]
+            raise ConfigError(f"{e} (model settings from {', '.join(sources)})") from None
 
 
 def parse_overrides(items) -> dict[str, Any]:
@@ -109,7 +284,7 @@ def parse_overrides(items) -> dict[str, Any]:
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
-    path.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    jsonio.write_json(path, cfg.to_dict(), sort_keys=True)
 
 
 def _read_toml(path: Path) -> dict:
@@ -118,8 +293,14 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; --config takes a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: config file not readable (permission denied)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a config file is TOML text") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
 def _nest(flat: dict[str, Any], source: str) -> dict:
@@ -134,6 +315,9 @@ def _apply(cfg: RunConfig, layer: dict, source: str) -> RunConfig:
     unknown = set(layer) - {"model", "train", "grid"}
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, train, grid")
+    for section in ("model", "train", "grid"):
+        if not isinstance(layer.get(section, {}), dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of key = value lines")
     model = _update_dataclass(cfg.model, layer.get("model", {}), f"{source} [model]")
     train = _update_dataclass(cfg.train, layer.get("train", {}), f"{source} [train]")
     grid = dict(cfg.grid)
@@ -143,7 +327,10 @@ def _apply(cfg: RunConfig, layer: dict, source: str) -> RunConfig:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source} [grid]: {key} must be a non-empty list")
         grid[key] = [_coerce(_field_type(model, key), v, f"{source} [grid] {key}") for v in values]
-    return dataclasses.replace(cfg, model=model, train=train, grid=grid)
+    origins = dict(cfg.origins)
+    origins.update({f"{section}.{key}": source for section in ("model", "train", "grid")
+                    for key in layer.get(section, {})})
+    return dataclasses.replace(cfg, model=model, train=train, grid=grid, origins=origins)
 
 
 def _update_dataclass(obj, values: dict, source: str):

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +45,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lgmrec_jax import losses
+from lgmrec_jax import jsonio, losses, rundir
 from lgmrec_jax.checkpoint import Checkpointer
-from lgmrec_jax.config import RunConfig, from_dict
+from lgmrec_jax.config import RunConfig
 from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.errors import InputError
 from lgmrec_jax.evaluation import padded_lists
 from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
+from lgmrec_jax.recommend_checks import (EXPORT_FILES, check_request, read_cold_features,  # noqa: F401 (API)
+                                         read_run_config)
 from lgmrec_jax.train import EVAL_KEY_OFFSET, TrainState, make_embed, make_optimizer
 
 USER_CHUNK = 4096  # users scored per device call: bounds the [users, items] score matrix
+
+
+class ColdStartUnsupported(InputError, NotImplementedError):
+    """The run's model cannot represent an item without interactions (asked of it with --cold-features)."""
 
 
 @dataclasses.dataclass
@@ -76,20 +83,20 @@ def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
     """Restores the best-validation parameters of a run directory and computes its embeddings.
 
     `data` defaults to loading the run's dataset as the CLI does; pass it when it is already in memory (it must be
-    the dataset the run trained on — its shape is checked against the parameters).
+    the dataset the run trained on: it is checked against the hash recorded in the run's repro.json).
     """
     run_dir = Path(run_dir)
-    saved = run_dir / "config.json"
-    if not saved.exists():
-        raise FileNotFoundError(f"{run_dir}: no config.json (not a run directory)")
-    cfg = from_dict(json.loads(saved.read_text()))
+    cfg = read_run_config(run_dir)
     if data is None:
         from lgmrec_jax.cli import ensure_dataset
         data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    for warning in rundir.check_matches_record(run_dir, cfg, data, use="--run"):
+        print(f"warning: {warning}", file=sys.stderr)
     model = get_model(cfg.model_name)
     ckpt_dir = run_dir / "checkpoints"
-    if not ckpt_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no checkpoints/ (was it trained with train.checkpoint_every=0?)")
+    if not rundir.checkpoint_epochs(run_dir):
+        raise InputError(f"{run_dir}: no checkpoint in {ckpt_dir} (was it trained with train.checkpoint_every=0, "
+                         "or stopped before its first epoch ended?)")
     # The restore target only fixes structure, shapes and dtypes; its values are overwritten.
     params = model.init(jax.random.PRNGKey(0), cfg.model, data)
     optimizer = make_optimizer(cfg, steps_per_epoch=1)
@@ -102,7 +109,7 @@ def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
         checkpointer.close()
     best_epoch = int(loop["best_epoch"])
     if best_epoch < 0:
-        raise ValueError(f"{run_dir}: the run never evaluated a validation epoch; no best parameters exist")
+        raise InputError(f"{run_dir}: the run never evaluated a validation epoch; no best parameters exist")
     backend = resolve_backend(cfg.train.backend)
     graphs = model.build_graphs(data, cfg.model, backend, cache_dir=Path(cfg.train.cache_dir))
     feats = {m: jnp.asarray(f) for m, f in data.features.items()}
@@ -130,12 +137,10 @@ def top_k(run: LoadedRun, users, k: int = 10, extra_items: jax.Array | None = No
     Training items of each user are excluded (as in evaluation). `extra_items` ([n_new, d], e.g. cold-start
     embeddings) join the candidates with ids n_items, n_items+1, ….
     """
+    n_extra = 0 if extra_items is None else int(extra_items.shape[0])
+    check_request(run.data, users, k, n_extra)
     users = np.asarray(users, dtype=np.int32).reshape(-1)
-    if users.size and (users.min() < 0 or users.max() >= run.data.n_users):
-        raise ValueError(f"user ids must be in [0, {run.data.n_users}); got {users.min()}..{users.max()}")
     items = run.item_emb if extra_items is None else jnp.concatenate([run.item_emb, extra_items], axis=0)
-    if k > items.shape[0]:
-        raise ValueError(f"k={k} exceeds the {items.shape[0]} candidate items")
     ids, scores = [], []
     for start in range(0, users.size, USER_CHUNK):
         chunk = users[start:start + USER_CHUNK]
@@ -193,7 +198,7 @@ def export_embeddings(run: LoadedRun, out_dir: str | Path) -> dict:
             "best_epoch": run.best_epoch, "n_users": int(run.user_emb.shape[0]),
             "n_items": int(run.item_emb.shape[0]), "dim": int(run.user_emb.shape[1]),
             "score": "dot product of a user row and an item row (as in training and evaluation)"}
-    (out_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+    jsonio.write_json(out_dir / "export.json", info)
     return info
 
 
@@ -210,7 +215,7 @@ def cold_item_embeddings(run: LoadedRun, new_feats: dict[str, np.ndarray], parts
         return hook(run.params, run.graphs, run.feats, new, run.eval_key, run.cfg.model)
     adapter = _COLD_START.get(run.cfg.model_name)
     if adapter is None:
-        raise NotImplementedError(_NO_COLD_START.get(
+        raise ColdStartUnsupported(_NO_COLD_START.get(
             run.cfg.model_name, f"{run.cfg.model_name}: cold-start scoring is not defined for this model"))
     unknown = set(parts) - {"mge", "ghe"}
     if unknown:
@@ -221,15 +226,15 @@ def cold_item_embeddings(run: LoadedRun, new_feats: dict[str, np.ndarray], parts
 def _check_new_features(run: LoadedRun, new_feats: dict) -> None:
     expected = run.data.modalities
     if set(new_feats) != set(expected):
-        raise ValueError(f"new items need features for exactly the modalities {list(expected)}; "
+        raise InputError(f"new items need features for exactly the modalities {list(expected)}; "
                          f"got {sorted(new_feats)}")
     rows = {m: np.shape(x)[0] for m, x in new_feats.items()}
     if len(set(rows.values())) != 1:
-        raise ValueError(f"every modality must have one row per new item; got rows {rows}")
+        raise InputError(f"every modality must have one row per new item; got rows {rows}")
     for m in expected:
         want, got = run.data.features[m].shape[1], np.shape(new_feats[m])[1]
         if want != got:
-            raise ValueError(f"{m} features of new items have width {got}, the model was trained on {want}")
+            raise InputError(f"{m} features of new items have width {got}, the model was trained on {want}")
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "parts"))

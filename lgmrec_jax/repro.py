@@ -2,6 +2,7 @@
 
     card = reproduction_card(cfg, data)       # a JSON-ready dict
     write_card(run_dir, cfg, data)            # → run_dir/repro.json (the train loop calls this for every run)
+    record_resume(run_dir)                    # a --resume appends who/what/where continued it to repro.json
 
 The card records
   * the config (as config.json) and the seed that drives init, batch order and model noise;
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+from lgmrec_jax import jsonio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "matplotlib")
@@ -56,7 +58,9 @@ def manifest_summary(dataset_dir: Path) -> dict | None:
     if not path.exists():
         return None
     raw = path.read_bytes()
-    manifest = json.loads(raw)
+    manifest = jsonio.read_json(path, "dataset manifest")
+    if not isinstance(manifest, dict):
+        raise jsonio.InputError(f"{path}: expected a JSON object (a data_prep manifest)")
     return {"path": str(path), "sha256": hashlib.sha256(raw).hexdigest(),
             "files": {name: entry.get("sha256") for name, entry in manifest.get("files", {}).items()},
             "created_utc": manifest.get("created_utc")}
@@ -124,6 +128,17 @@ def reproduction_card(cfg, data, dataset_dir: Path | None = None) -> dict:
 
 
 def write_card(run_dir: str | Path, cfg, data, dataset_dir: Path | None = None) -> Path:
+    return jsonio.write_json(Path(run_dir) / "repro.json", reproduction_card(cfg, data, dataset_dir))
+
+
+def record_resume(run_dir: str | Path) -> Path | None:
+    """Appends the code, machine and command of a resumption to repro.json's "resumed" list (the original card
+    is kept: it describes how the run started). Returns None when the run has no card to append to."""
     path = Path(run_dir) / "repro.json"
-    path.write_text(json.dumps(reproduction_card(cfg, data, dataset_dir), indent=2) + "\n")
-    return path
+    if not path.exists():
+        return None
+    card = jsonio.read_json(path, "reproduction card")
+    card.setdefault("resumed", []).append({
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": sys.argv,
+        "git": git_state(), "source": source_fingerprint(), "environment": environment()})
+    return jsonio.write_json(path, card)

@@ -8,15 +8,18 @@ per program instead, 1 = one dispatch per step), with donated state; then a vali
 `eval_step` epochs, early stopping on the rounded validation metric with
 MMRec's patience, and an orbax checkpoint. At the end the test split is evaluated once, with the parameters of the
 best validation epoch. `workdir` receives config.json, metrics.jsonl (one JSON line per epoch), results.json,
-curves.png and checkpoints/. `resume=True` restores the latest checkpoint in `workdir` and continues exactly: batch
-order, negatives and model randomness depend only on (seed, epoch, step), so a resumed run matches an uninterrupted
-one; so do runs with different `steps_per_program` (same keys, same steps, only the dispatch differs).
+curves.png and checkpoints/. `resume=True` restores the newest intact checkpoint in `workdir` and continues exactly:
+batch order, negatives and model randomness depend only on (seed, epoch, step), so a resumed run matches an
+uninterrupted one; so do runs with different `steps_per_program` (same keys, same steps, only the dispatch differs).
+The run directory is handled by rundir.py: locked for the run, refused before anything is written into it when it
+already holds a run, and, on resume, refused when the config or data differ from what the run recorded.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -28,16 +31,17 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from lgmrec_jax import parallel, precision
-from lgmrec_jax.data import sampler
+from lgmrec_jax import jsonio, parallel, precision, rundir
 from lgmrec_jax.checkpoint import Checkpointer
 from lgmrec_jax.config import RunConfig, save_config
+from lgmrec_jax.data import sampler
 from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.errors import Failure
 from lgmrec_jax.evaluation import Evaluator, popularity_scores
 from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.plots import plot_curves
-from lgmrec_jax.repro import write_card
+from lgmrec_jax.repro import record_resume, write_card
 
 EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
 SAMPLER_KEY_OFFSET = 1 << 31  # and the sampler's draws (permutation, negatives) apart from both
@@ -194,28 +198,43 @@ class Trainer:
         return evaluator(*self.embed(params, self.graphs, self.feats, key))
 
     def run(self, resume: bool = False) -> dict:
+        """Trains (or, with `resume`, continues) the run in `workdir` under its lock (lgmrec_jax/rundir.py).
+
+        A directory that will be refused is checked before anything is written into it, and checked again once
+        the lock is held (another process may have started in between)."""
+        check = rundir.check_resumable if resume else rundir.check_fresh
+        check(self.workdir)
+        with rundir.RunLock(self.workdir) as lock:
+            check(self.workdir)
+            if resume:
+                for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data):
+                    print(f"warning: {warning}", file=sys.stderr)
+            lock.announce()
+            if not resume:
+                save_config(self.cfg, self.workdir / "config.json")
+                write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git state
+            try:
+                return self._run(resume)
+            except FloatingPointError as e:
+                raise _diverged(e, self.cfg, self.workdir) from None
+
+    def _run(self, resume: bool) -> dict:
         tc = self.cfg.train
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.workdir / "config.json")
-        write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git state
         log_path = self.workdir / "metrics.jsonl"
         ckpt = Checkpointer(self.workdir / "checkpoints") if tc.checkpoint_every else None
         state = self.init_state()
         loop = {"next_epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "best_valid": {}}
         if resume:
-            if ckpt is None or ckpt.latest_epoch() is None:
-                raise FileNotFoundError(f"--resume: no checkpoint in {self.workdir / 'checkpoints'}")
-            state, loop = ckpt.restore(state)
+            if ckpt is None:
+                raise rundir.RunDirError(f"--resume {self.workdir}: train.checkpoint_every = 0 in its config, so "
+                                         "there is nothing to resume from")
+            state, loop = ckpt.restore(state, check_loop=_check_loop,
+                                       quarantine=self.workdir / "corrupt-checkpoints")
+            if loop["best_score"] is None:  # stored as null: no validation epoch yet (strict JSON has no -inf)
+                loop["best_score"] = -math.inf
             state = parallel.replicate(state, self.mesh)
-            _truncate_log(log_path, loop["next_epoch"])
-        else:
-            if ckpt is not None and ckpt.latest_epoch() is not None:
-                # Starting over here would mix this run's checkpoints with an older run's (a later --resume could
-                # pick up the stale state); refuse rather than delete someone's results.
-                raise FileExistsError(f"{self.workdir} already holds checkpoints of a run; continue it with "
-                                      "--resume, or train into a new directory")
-            if log_path.exists():
-                log_path.unlink()
+            _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
+            record_resume(self.workdir)  # repro.json keeps the start's card and lists each resumption
 
         bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
                    desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")
@@ -237,7 +256,7 @@ class Trainer:
                     loop["bad_epochs"] += 1
             loop["next_epoch"] = epoch + 1
             with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(jsonio.dumps(record) + "\n")
             if ckpt is not None and (epoch + 1) % tc.checkpoint_every == 0:
                 ckpt.save(epoch, state, loop)
             bar.set_postfix(loss=f"{record['loss']:.4f}", **{tc.valid_metric: loop["best_score"]},
@@ -276,7 +295,7 @@ class Trainer:
         best_epoch = loop["best_epoch"]
         test = self.evaluate(state.best_params, self.test_eval, max(best_epoch, 0)) if best_epoch >= 0 else {}
         pop_users, pop_items = popularity_scores(self.data)
-        records = [json.loads(line) for line in open(log_path)] if log_path.exists() else []
+        records = _read_log(log_path)
         train_secs = [r["train_seconds"] for r in records]
         eval_secs = [r["eval_seconds"] for r in records if "eval_seconds" in r]
         result = {
@@ -289,8 +308,9 @@ class Trainer:
             "median_train_seconds_per_epoch": float(np.median(train_secs)) if train_secs else None,
             "median_eval_seconds": float(np.median(eval_secs)) if eval_secs else None,
             "selection": f"best validation {self.cfg.train.valid_metric}; test evaluated once at that epoch",
+            "data_report": self.data.load_report,  # rows the loader merged or dropped (data/mmrec.py)
         }
-        (self.workdir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        jsonio.write_json(self.workdir / "results.json", result)
         if records:
             plot_curves(records, self.workdir / "curves.png", self.cfg.train.valid_metric,
                         title=f"{self.cfg.model_name} on {self.data.name}")
@@ -303,8 +323,49 @@ def train_and_evaluate(cfg: RunConfig, data: Dataset, workdir: str | Path, resum
 
 
 def _truncate_log(path: Path, next_epoch: int) -> None:
-    """Drops log lines of epochs after the restored checkpoint (they will be run again)."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] < next_epoch]
-    path.write_text("".join(line + "\n" for line in kept))
+    """Drops log lines of epochs after the restored checkpoint (they will be run again), and a line torn by a kill."""
+    if path.exists():
+        path.write_text("".join(line + "\n" for line, record in _log_lines(path) if record["epoch"] < next_epoch))
+
+
+def _read_log(path: Path) -> list[dict]:
+    return [record for _, record in _log_lines(path)] if path.exists() else []
+
+
+def _log_lines(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) of metrics.jsonl. A last line cut short (the process was killed while writing it) is skipped;
+    a damaged line before it is an error naming the line."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not an epoch record")
+        except ValueError:
+            if lineno == len(lines):
+                break
+            raise rundir.RunDirError(f"{path}:{lineno}: damaged log line (not an epoch record); restore the "
+                                     "file or remove the line") from None
+        out.append((line, record))
+    return out
+
+
+def _check_loop(loop) -> None:
+    """A restored loop record must have every field of a good one (a damaged one parses but misses fields)."""
+    fields = {"next_epoch": int, "best_epoch": int, "bad_epochs": int, "best_valid": dict}
+    if not isinstance(loop, dict) or any(not isinstance(loop.get(k), t) for k, t in fields.items()):
+        raise ValueError(f"loop record lacks fields or has wrong types: {loop!r:.120}")
+    if not (loop.get("best_score") is None or isinstance(loop.get("best_score"), (int, float))):
+        raise ValueError(f"loop record has best_score {loop.get('best_score')!r}")
+
+
+def _diverged(error: FloatingPointError, cfg: RunConfig, workdir: Path) -> Failure:
+    """The message for a non-finite loss: what happened, what checkpoint exists, what to change."""
+    what = str(error).split("; stopping")[0]
+    epochs = rundir.checkpoint_epochs(workdir)
+    saved = (f"the last checkpoint is epoch {epochs[-1]} in {workdir / 'checkpoints'}" if epochs
+             else "no checkpoint was written")
+    lr_source = cfg.origins.get("train.learning_rate", "defaults")
+    return Failure(f"training diverged: {what}; {saved}. Lower train.learning_rate (now {cfg.train.learning_rate:g}, "
+                   f"from {lr_source}) and train into a new directory (--resume would repeat the same epochs)")

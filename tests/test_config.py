@@ -5,7 +5,8 @@ from lgmrec_jax.config import ConfigError, from_dict, load_config, parse_overrid
 
 def test_defaults_and_overrides_are_typed():
     cfg = load_config("lightgcn", "ml100k", overrides=["model.n_ui_layers=3", "train.learning_rate=1",
-                                                        "train.topk=[5, 10]", "train.backend=segment_sum"])
+                                                        "train.topk=[5, 10]", "train.valid_metric=recall@10",
+                                                        "train.backend=segment_sum"])
     assert cfg.model.n_ui_layers == 3
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
     assert cfg.train.topk == (5, 10)
@@ -46,3 +47,70 @@ def test_round_trip_through_dict():
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         load_config("nope", "ml100k")
+
+
+def test_names_checked_without_jax_agree_with_the_modules():
+    from lgmrec_jax.config import BACKEND_NAMES, METRIC_NAMES
+    from lgmrec_jax.evaluation import METRICS
+    from lgmrec_jax.graph.sparse import BACKENDS
+    assert METRIC_NAMES == METRICS
+    assert set(BACKEND_NAMES) == {"auto", *BACKENDS}
+
+
+def test_range_errors_name_key_value_and_the_layer_that_set_it(tmp_path):
+    toml = tmp_path / "mine.toml"
+    toml.write_text("[train]\neval_batch_size = 0\n[model]\nalpha = inf\n")
+    with pytest.raises(ConfigError) as err:
+        load_config("lgmrec", "ml100k", config_file=toml, overrides=["train.epochs=-3"])
+    lines = str(err.value).splitlines()  # every problem, one per line
+    assert f"{toml}: train.eval_batch_size = 0: must be a positive integer" in lines
+    assert "command line: train.epochs = -3: must be a positive integer" in lines
+    assert f"{toml}: model.alpha = inf: must be finite and a number >= 0" in lines
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[grid]\nkeep_rate = [0.5, 0.0]\n")
+    with pytest.raises(ConfigError, match=r"grid.toml: grid.keep_rate = 0.0: must be a probability in \(0, 1\]"):
+        load_config("lgmrec", "ml100k", config_file=grid)
+
+
+def test_device_count_and_batch_split_are_checked_when_known():
+    with pytest.raises(ConfigError, match="train.devices = 3: only 2 device"):
+        load_config("lightgcn", "x", overrides=["train.devices=3"], available_devices=2)
+    with pytest.raises(ConfigError, match=r"train.train_batch_size = 2047 does not split evenly over the 2 devices"):
+        load_config("lightgcn", "x", overrides=["train.train_batch_size=2047"], available_devices=2)
+    assert load_config("lightgcn", "x", overrides=["train.devices=3"]).train.devices == 3  # unknown: not checked
+
+
+def test_saved_config_errors_name_the_file(tmp_path):
+    from lgmrec_jax.config import load_saved_config
+    path = tmp_path / "config.json"
+    with pytest.raises(ConfigError, match="no config.json there"):
+        load_saved_config(path)
+    path.write_text('{"model_name": "lightgcn"}')
+    with pytest.raises(ConfigError, match=r"config.json: lacks dataset, model, train"):
+        load_saved_config(path)
+    path.write_text('{"model_name": "lightgcn", "dataset": "x", "model": {}, "train": {"epochs": 0}}')
+    with pytest.raises(ConfigError, match=rf"{path}: train.epochs = 0"):
+        load_saved_config(path)
+
+
+def test_model_cross_key_checks_need_the_data():
+    from lgmrec_jax.config import check_fits_data
+    cfg = load_config("lgmrec", "x", overrides=["model.feat_embed_dim=32"])  # fine without modalities
+    check_fits_data(cfg, n_items=100, modalities=())
+    with pytest.raises(ConfigError, match=r"feat_embed_dim \(32\) must equal embedding_size .*command line"):
+        check_fits_data(cfg, n_items=100, modalities=("text",))
+    with pytest.raises(ConfigError, match=r"train.topk = \[10, 20\]: x has only 15 items"):
+        check_fits_data(cfg, n_items=15, modalities=())
+
+
+def test_epoch_program_and_precision_keys_are_checked():
+    with pytest.raises(ConfigError) as err:
+        load_config("lgmrec", "ml100k", overrides=["train.steps_per_program=-1", "train.matmul_precision=fp8",
+                                                   "train.feature_dtype=float16"])
+    lines = str(err.value).splitlines()
+    assert "command line: train.steps_per_program = -1: must be an integer >= 0 (0 = the whole epoch as one " \
+           "program)" in lines
+    assert "command line: train.matmul_precision = 'fp8': must be one of float32, tensorfloat32, bfloat16" in lines
+    assert "command line: train.feature_dtype = 'float16': must be one of float32, bfloat16" in lines
+    cfg = load_config("lgmrec", "ml100k", overrides=["train.steps_per_program=4", "train.feature_dtype=bfloat16"])
+    assert cfg.train.steps_per_program == 4 and cfg.train.feature_dtype == "bfloat16"

@@ -9,6 +9,8 @@ import pytest
 from lgmrec_jax import train as train_lib
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import synthetic
+from lgmrec_jax.errors import Failure
+from lgmrec_jax.rundir import RunDirError
 
 OVERRIDES = ["train.train_batch_size=512", "train.eval_batch_size=100", "train.seed=3"]
 
@@ -68,15 +70,20 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
 
 
 def test_resume_without_checkpoint_is_an_error(data, tmp_path):
-    cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1"])
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1",
+                                                                          "train.checkpoint_every=0"])
+    with pytest.raises(RunDirError, match="no such run directory"):
         train_lib.train_and_evaluate(cfg, data, tmp_path / "none", resume=True, progress=False)
+    train_lib.train_and_evaluate(cfg, data, tmp_path / "nockpt", progress=False)
+    with pytest.raises(RunDirError, match="no checkpoint"):
+        train_lib.train_and_evaluate(cfg, data, tmp_path / "nockpt", resume=True, progress=False)
 
 
 def test_nan_loss_stops_with_a_message(data, tmp_path):
     cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=3",
                                                                           "train.learning_rate=1e30"])
-    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+    with pytest.raises(Failure, match="training diverged: epoch 0: non-finite training loss .* no checkpoint was "
+                                      "written. Lower train.learning_rate \\(now 1e\\+30, from command line\\)"):
         train_lib.train_and_evaluate(cfg, data, tmp_path / "nan", progress=False)
 
 
@@ -96,11 +103,44 @@ def test_lr_schedule_is_per_epoch():
     np.testing.assert_allclose(sizes[39], 1e-3 * 0.5 ** 1.5, rtol=1e-4)  # epoch 3
 
 
-def test_fresh_run_refuses_a_directory_with_checkpoints(data, tmp_path):
+def test_fresh_run_refuses_a_directory_with_a_run_and_leaves_it_untouched(data, tmp_path):
     cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1"])
     train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
-    with pytest.raises(FileExistsError, match="already holds checkpoints"):
-        train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    other = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=2", "train.seed=5"])
+    with pytest.raises(RunDirError, match="already holds a run .*config.json.*; continue it with --resume"):
+        train_lib.train_and_evaluate(other, data, tmp_path / "run", progress=False)
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+def test_resume_refuses_changed_config_or_data(data, tmp_path):
+    cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1"])
+    train_lib.train_and_evaluate(cfg, data, tmp_path / "run", progress=False)
+    changed = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1", "train.seed=4"])
+    with pytest.raises(RunDirError, match=r"config differs .*train.seed: 3 → 4"):
+        train_lib.train_and_evaluate(changed, data, tmp_path / "run", resume=True, progress=False)
+    other_data = synthetic.generate("tiny", seed=2)
+    with pytest.raises(RunDirError, match="the data of synthetic-tiny changed since the run started"):
+        train_lib.train_and_evaluate(cfg, other_data, tmp_path / "run", resume=True, progress=False)
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(data, tmp_path):
+    cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=4"])
+    straight = train_lib.train_and_evaluate(cfg, data, tmp_path / "straight", progress=False)
+    run = tmp_path / "run"
+    short = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=3"])
+    train_lib.train_and_evaluate(short, data, run, progress=False)
+    # Pretend the run was started for 4 epochs and stopped after 3 (config and card say 4, as --resume checks).
+    for name in ("config.json", "repro.json"):
+        card = json.loads((run / name).read_text())
+        (card["config"] if name == "repro.json" else card)["train"]["epochs"] = 4
+        (run / name).write_text(json.dumps(card))
+    for blob in (run / "checkpoints" / "2" / "state").rglob("d/*"):  # damage the newest step's array data
+        blob.write_bytes(b"garbage")
+    resumed = train_lib.train_and_evaluate(cfg, data, run, resume=True, progress=False)
+    assert (run / "corrupt-checkpoints" / "2").is_dir()  # moved aside, not deleted
+    assert records(run) == records(tmp_path / "straight")
+    assert resumed["test"] == straight["test"]
 
 
 def test_scanned_epoch_equals_per_step_dispatch(data, tmp_path):

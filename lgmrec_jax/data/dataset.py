@@ -22,6 +22,8 @@ class Dataset:
     valid: np.ndarray
     test: np.ndarray
     features: dict[str, np.ndarray]
+    # What loading merged, dropped or noticed (counts; data/mmrec.py audit_interactions), empty for generated data.
+    load_report: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for split in ("train", "valid", "test"):

@@ -43,7 +43,11 @@ def missing_message(name: str, directory: Path) -> str:
 
 def load_dataset(name: str, data_dir: str | Path = "data") -> Dataset:
     if name.startswith("synthetic-"):
-        return synthetic.generate(name.removeprefix("synthetic-"))
+        scale = name.removeprefix("synthetic-")
+        if scale not in synthetic.SCALES:
+            raise DatasetMissing(f"dataset {name!r}: unknown synthetic scale {scale!r}; choose one of "
+                                 f"{', '.join('synthetic-' + s for s in synthetic.SCALES)}")
+        return synthetic.generate(scale)
     directory = Path(data_dir) / name
     if not directory.is_dir():
         raise DatasetMissing(missing_message(name, directory))

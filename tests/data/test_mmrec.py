@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lgmrec_jax.data.mmrec import DataError, load_mmrec
+from lgmrec_jax.data.mmrec import DataError, load_mmrec, report_lines
 
 HEADER = "userID\titemID\trating\ttimestamp\tx_label\n"
 
@@ -79,3 +79,45 @@ def test_missing_directory_and_inter(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty.inter: interaction file missing"):
         load_mmrec(tmp_path / "empty")
+
+
+def test_repairs_are_counted_with_the_same_line_numbers(tmp_path):
+    rows = [(0, 0, 0), (0, 1, 0), (0, 2, 1), (0, 3, 2), (1, 1, 0), (1, 2, 0), (1, 0, 1), (1, 3, 2),
+            (0, 1, 0), (1, 2, 0),  # lines 10, 11 (the header is line 1): duplicates of lines 3 and 7
+            (0, 1, 2),  # line 12: a test row repeating a training pair (kept)
+            (3, 3, 1), (3, 0, 2)]  # lines 13, 14: user 3 has no training rows (dropped); user 2 never occurs
+    folder = write_folder(tmp_path, rows=rows)
+    with open(folder / "toy.inter", "a") as f:
+        f.write("\n")  # a trailing blank line
+    data = load_mmrec(folder)
+    report = data.load_report
+    assert report["merged_duplicate_rows"] == 2 and report["first_duplicate"] == {"line": 10, "repeats_line": 3}
+    assert report["dropped_rows_of_users_without_training"] == {"valid": 1, "test": 1}
+    assert report["first_dropped_line"] == 13 and report["users_without_training"] == 1
+    assert report["eval_rows_repeating_a_training_pair"] == {"valid": 0, "test": 1}
+    assert report["unused_ids"] == {"users": 1, "items": 0} and report["blank_lines"] == 1
+    assert len(data.train) == 4 and len(data.test) == 3 and data.n_users == 4
+    notes = report_lines(report)
+    assert notes[0] == ("toy.inter: merged 2 duplicated row(s) (same userID, itemID and x_label; first: line 10 "
+                        "repeats line 3)")
+    assert len(notes) == 5
+
+
+def test_windows_line_endings_and_feature_file_kinds(tmp_path):
+    folder = write_folder(tmp_path)
+    text = (folder / "toy.inter").read_text()
+    (folder / "toy.inter").write_bytes(text.replace("\n", "\r\n").encode())
+    assert load_mmrec(folder).n_items == 4
+    np.savez(folder / "image_feat.npy", a=np.ones((4, 2)))
+    (folder / "image_feat.npy.npz").rename(folder / "image_feat.npy")
+    with pytest.raises(DataError, match=r"image_feat.npy: an .npz archive"):
+        load_mmrec(folder)
+    np.save(folder / "image_feat.npy", np.ones((4, 2), np.complex64))
+    with pytest.raises(DataError, match="features must be real numbers"):
+        load_mmrec(folder)
+
+
+def test_a_user_with_every_training_item_is_named(tmp_path):
+    rows = [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 1), (0, 2, 1), (1, 2, 2), (0, 3, 2)]  # user 0: both train items
+    with pytest.raises(DataError, match=r"toy.inter:2: user 0 has interacted with all 2 training items"):
+        load_mmrec(write_folder(tmp_path, rows=rows))

@@ -264,7 +264,7 @@ def test_cli_builds_and_validates(tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["counts"]["interactions"] == 117
     assert amazon.main(["--raw", str(out), "--validate-only"]) == 0
     assert '"interactions": 117' in capsys.readouterr().out
-    assert amazon.main(["--category", "Nope", "--raw", str(raw), "--text-encoder", "hashing"]) == 1
+    assert amazon.main(["--category", "Nope", "--raw", str(raw), "--text-encoder", "hashing"]) == 2  # bad input
     assert "no interaction file for Nope" in capsys.readouterr().err
 
 
@@ -292,22 +292,23 @@ def test_validate_prepared_checks_known_stats_and_contents(tmp_path, built):
         validate_prepared(tmp_path / "baby")
     assert validate_prepared(tmp_path / "baby", check_known=False)["items"] == 15
 
-    # A hand-made folder (no manifest) with a NaN feature and a bad x_label.
+    # A hand-made folder (no manifest) with a NaN feature and a bad x_label: the trainer's loader messages.
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "bad.inter").write_text((out / "tiny.inter").read_text())
     nan_text = feats["text"].copy()
     nan_text[3, 5] = np.nan
     np.save(bad / "text_feat.npy", nan_text)
-    with pytest.raises(ValueError, match=r"text_feat\.npy: 1 NaN/inf values, first at row 3, column 5"):
+    with pytest.raises(ValueError, match=r"text_feat\.npy: 1 non-finite values \(NaN/inf\), first at row 3, column 5"):
         validate_prepared(bad)
     np.save(bad / "text_feat.npy", feats["text"][:-1])
-    with pytest.raises(ValueError, match=r"text_feat\.npy: rows \(one per item\): expected 15, found 14"):
+    with pytest.raises(ValueError, match=r"text_feat\.npy: 14 feature rows but the \.inter file has 15 items"):
         validate_prepared(bad)
     lines = (bad / "bad.inter").read_text().splitlines()
     lines[4] = lines[4][:-1] + "7"
     (bad / "bad.inter").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0, 1 or 2, found 7"):
+    with pytest.raises(ValueError, match=r"bad\.inter:5: x_label must be 0 \(train\), 1 \(valid\) or 2 \(test\), "
+                                         r"got 7"):
         validate_prepared(bad)
 
 
