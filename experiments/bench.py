@@ -433,6 +433,16 @@ def malloc_probe(adj: SparseMatrix, rounds: int) -> dict:
 # Report.
 
 
+def attempt(rows: list, model: str, measure, describe) -> None:
+    """Appends measure()'s row (printing describe(row)), or the failure: one model must not take the table down."""
+    try:
+        rows.append(measure())
+        print(describe(rows[-1]), flush=True)
+    except Exception as e:
+        traceback.print_exc()
+        rows.append(f"{model}: {failure(e)}")
+
+
 def failure(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
 
@@ -624,24 +634,14 @@ def main(argv: list[str] | None = None) -> int:
                 sc["models"][model] = failure(e)
         default = default_backend()
         sc["modes"], sc["vmap"] = [], []
+        stamp = lambda: f"[{time.perf_counter() - start:6.0f}s]  "  # noqa: E731
         for model in ([] if args.no_modes else args.models):
-            try:
-                sc["modes"].append(bench_epoch_modes(model, sc, default, args))
-                r = sc["modes"][-1]
-                print(f"[{time.perf_counter() - start:6.0f}s]   {model} epoch: loop {r['loop_s']:.2f} s, "
-                      f"scan {r['scan_s']:.2f} s (K={r['k']})", flush=True)
-            except Exception as e:
-                traceback.print_exc()
-                sc["modes"].append(f"{model}: {failure(e)}")
+            attempt(sc["modes"], model, lambda: bench_epoch_modes(model, sc, default, args),
+                    lambda r: f"{stamp()} {model} epoch: loop {r['loop_s']:.2f} s, scan {r['scan_s']:.2f} s (K={r['k']})")
         for model in (args.models if args.vmap_seeds > 1 and name == args.scales[0] else []):
-            try:
-                sc["vmap"].append(bench_seed_vmap(model, sc, default, args.vmap_seeds, args))
-                r = sc["vmap"][-1]
-                print(f"[{time.perf_counter() - start:6.0f}s]   {model} {r['seeds']} seeds: sequential "
-                      f"{r['seq_ms']:.0f} ms, vmapped {r['vmap_ms']:.0f} ms per step", flush=True)
-            except Exception as e:
-                traceback.print_exc()
-                sc["vmap"].append(f"{model}: {failure(e)}")
+            attempt(sc["vmap"], model, lambda: bench_seed_vmap(model, sc, default, args.vmap_seeds, args),
+                    lambda r: f"{stamp()} {model} {r['seeds']} seeds: sequential {r['seq_ms']:.0f} ms, "
+                              f"vmapped {r['vmap_ms']:.0f} ms per step")
         sc["rss_mib"] = peak_rss_mib()
         scales.append(sc)
     probe = None
