@@ -142,6 +142,17 @@ def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "flo
                          run_steps=jax.jit(run_steps, static_argnames="n_steps", donate_argnums=0))
 
 
+def device_features(model, data: Dataset, feature_dtype: str, mesh) -> dict:
+    """The frozen feature tables the model reads, replicated on the mesh in `feature_dtype`.
+
+    A model that keeps its own trainable copy of the features (READS_FEATURE_INPUTS = False, GUME) gets {}: its
+    frozen inputs then never reach the device.
+    """
+    if not getattr(model, "READS_FEATURE_INPUTS", True):
+        return {}
+    return parallel.replicate({m: precision.feature_table(f, feature_dtype) for m, f in data.features.items()}, mesh)
+
+
 def make_embed(model, model_cfg, matmul_precision: str = "float32"):
     def embed(params, graphs, feats, key):
         with precision.matmul_precision(matmul_precision):
@@ -165,10 +176,7 @@ class Trainer:
         self.backend = resolve_backend(tc.backend)
         graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
         self.graphs = parallel.replicate(graphs, self.mesh)
-        # A model that keeps its own (trainable) copy of the features says so; the frozen inputs then stay on host.
-        reads_feats = getattr(self.model, "READS_FEATURE_INPUTS", True)
-        feats = {m: precision.feature_table(f, tc.feature_dtype) for m, f in data.features.items()}
-        self.feats = parallel.replicate(feats if reads_feats else {}, self.mesh)
+        self.feats = device_features(self.model, data, tc.feature_dtype, self.mesh)
         self.tables = parallel.replicate(sampler.build_tables(data, tc.train_batch_size), self.mesh)
         self.steps_per_epoch = self.tables.batches_per_epoch
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
@@ -271,8 +279,7 @@ class Trainer:
         state, sums, dispatches = self.run_epoch(state, epoch)
         means = {k: float(v) / self.steps_per_epoch for k, v in jax.device_get(sums).items()}
         if not all(np.isfinite(v) for v in means.values()):
-            raise FloatingPointError(f"epoch {epoch}: non-finite training loss {means}; stopping "
-                                     f"(last checkpoint in {self.workdir / 'checkpoints'})")
+            raise FloatingPointError(f"epoch {epoch}: non-finite training loss {means}")  # run() adds what to do
         return state, {**means, "train_seconds": time.perf_counter() - t0, "dispatches": dispatches}
 
     def run_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict, int]:
@@ -362,7 +369,7 @@ def _check_loop(loop) -> None:
 
 def _diverged(error: FloatingPointError, cfg: RunConfig, workdir: Path) -> Failure:
     """The message for a non-finite loss: what happened, what checkpoint exists, what to change."""
-    what = str(error).split("; stopping")[0]
+    what = str(error)
     epochs = rundir.checkpoint_epochs(workdir)
     saved = (f"the last checkpoint is epoch {epochs[-1]} in {workdir / 'checkpoints'}" if epochs
              else "no checkpoint was written")
