@@ -220,7 +220,7 @@ def model_setup(name: str, scale: dict, backend: str) -> dict:
     t0 = time.perf_counter()
     graphs = model.build_graphs(data, cfg.model, backend, cache_dir=Path(cfg.train.cache_dir))
     build_s = time.perf_counter() - t0
-    feats = device_features(model, data, cfg.train.feature_dtype, mesh)
+    feats = device_features(model, data, cfg.train.feature_dtype, parallel.Placement(mesh, (data.n_users, data.n_items)))
     optimizer = make_optimizer(cfg, scale["tables"].batches_per_epoch)
     train_step = make_train_step(model, cfg.model, optimizer)
     return {"model": model, "cfg": cfg, "graphs": graphs, "build_s": build_s, "feats": feats, "optimizer": optimizer,
@@ -384,7 +384,7 @@ def prepare_scale(scale_name: str, mesh, args) -> dict:
     train_cfg = load_config("lightgcn", data.name).train
     tables = parallel.replicate(sampler.build_tables(data, train_cfg.train_batch_size), mesh)
     evaluator = Evaluator(data, "valid", train_cfg.topk, train_cfg.eval_batch_size,
-                          sharding=parallel.batch_sharded(mesh))
+                          mesh=mesh)
     # Compile the evaluator's batch function once per scale (all models share its shapes), outside the timings. The
     # inputs are replicated on the mesh as the embedding forward returns them: another placement would recompile.
     evaluator(*parallel.replicate((jnp.zeros((data.n_users, WIDTH)), jnp.zeros((data.n_items, WIDTH))), mesh))

@@ -9,8 +9,13 @@ the split. Per user:
     MAP@k       = Σ_{r≤k} Precision@r · hit_r / min(k, |GT|)
 averaged over users, then rounded to 4 decimals as MMRec prints them (early stopping compares rounded values).
 
-User batches have a fixed size (padding users carry weight 0), so the jitted batch function compiles once; with a
-mesh the user axis of each batch is sharded over devices and the embeddings are replicated.
+User batches have a fixed size (padding users carry weight 0), so the jitted batch function compiles once.
+
+With a mesh of n > 1 devices the items are split instead (the embeddings come split by rows from the trainer,
+parallel.py): each device scores the user batch against its own I/n items, masks and takes its own top max(k),
+and the n short lists are all-gathered and merged by one more top-k. No device holds a users × items score block.
+The merge gives exactly the single-device ranking: `lax.top_k` orders ties by index, every device's items are a
+contiguous id range, and the gathered lists are in device order, so ties resolve by item id in both.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lgmrec_jax.data.dataset import Dataset
 
@@ -42,16 +48,15 @@ def padded_lists(users: np.ndarray, pairs: np.ndarray, fill: int) -> np.ndarray:
 class Evaluator:
     """Evaluates (user embeddings, item embeddings) — or any user×item scorer — on one split."""
 
-    def __init__(self, data: Dataset, split: str, topk=(10, 20), batch_size: int = 4096, sharding=None):
+    def __init__(self, data: Dataset, split: str, topk=(10, 20), batch_size: int = 4096, mesh=None):
         self.topk = tuple(sorted(topk))
-        self.n_items = data.n_items
+        self.n_items, self.n_users = data.n_items, data.n_users
+        self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         truth = data.split(split)
         self.users = np.unique(truth[:, 0]).astype(np.int32)
         n_batches = -(-len(self.users) // batch_size)
-        if sharding is not None:  # the user axis must split evenly over the mesh
-            n_dev = sharding.mesh.size
-            batch_size = -(-batch_size // n_dev) * n_dev
         self.batch_size = batch_size
+        sharding = None if self.mesh is None else NamedSharding(self.mesh, P())  # batches: on every device
         total = n_batches * batch_size
         pad = total - len(self.users)
         users = np.r_[self.users, np.zeros(pad, np.int32)]
@@ -66,12 +71,38 @@ class Evaluator:
         ]
 
     def __call__(self, user_emb: jax.Array, item_emb: jax.Array) -> dict[str, float]:
+        """Metrics of the split. With a mesh, the embeddings may come unpadded (they are then padded and split
+        here) or as the trainer's embed() returns them: padded to a multiple of the device count, split by rows."""
+        if self.mesh is not None:
+            user_emb, item_emb = (self._split_rows(x) for x in (user_emb, item_emb))
         sums = None
         for batch in self._batches:
-            part = _batch_metrics(user_emb, item_emb, *batch, topk=self.topk)
+            if self.mesh is None:
+                part = _batch_metrics(user_emb, item_emb, *batch, topk=self.topk)
+            else:
+                part = _split_item_batch_metrics(user_emb, item_emb, *batch, topk=self.topk, n_items=self.n_items,
+                                                 mesh=self.mesh)
             sums = part if sums is None else jax.tree.map(jnp.add, sums, part)
         sums = jax.device_get(sums)
         return {name: round(float(value) / len(self.users), 4) for name, value in sums.items()}
+
+    def lower_batch(self, user_emb, item_emb):
+        """The first user batch's program, lowered (for cost and memory figures: `make bench`)."""
+        if self.mesh is None:
+            return _batch_metrics.lower(user_emb, item_emb, *self._batches[0], topk=self.topk)
+        user_emb, item_emb = (self._split_rows(x) for x in (user_emb, item_emb))
+        return _split_item_batch_metrics.lower(user_emb, item_emb, *self._batches[0], topk=self.topk,
+                                               n_items=self.n_items, mesh=self.mesh)
+
+    def _split_rows(self, x) -> jax.Array:
+        n = self.mesh.size
+        rows = -(-x.shape[0] // n) * n
+        sharding = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
+        if x.shape[0] == rows and isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        x = np.asarray(x)
+        x = np.pad(x, [(0, rows - x.shape[0]), (0, 0)])
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 @functools.partial(jax.jit, static_argnames=("topk",))
@@ -81,6 +112,34 @@ def _batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk):
     scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
     _, top = jax.lax.top_k(scores, max(topk))
     return ranking_metrics(top, gt, weight, item_emb.shape[0], topk)
+
+
+@functools.partial(jax.jit, static_argnames=("topk", "n_items", "mesh"))
+def _split_item_batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk, n_items, mesh):
+    """_batch_metrics with the items split over `mesh` (rows of item_emb; padding rows are ids ≥ n_items)."""
+    axis = mesh.axis_names[0]
+    k_max = max(topk)
+
+    def local_top(rows, items, seen):
+        n_local = items.shape[0]
+        offset = jax.lax.axis_index(axis) * n_local
+        scores = rows @ items.T  # [B, I/n]: this device's items only
+        local_seen = seen - offset
+        local_seen = jnp.where((local_seen >= 0) & (local_seen < n_local), local_seen, n_local)  # others: dropped
+        scores = scores.at[jnp.arange(rows.shape[0])[:, None], local_seen].set(-jnp.inf, mode="drop")
+        ids = offset + jnp.arange(n_local)
+        scores = jnp.where(ids[None, :] < n_items, scores, -jnp.inf)  # padding items never rank above real ones
+        values, index = jax.lax.top_k(scores, min(k_max, n_local))
+        values = jax.lax.all_gather(values, axis, axis=1, tiled=True)
+        ids = jax.lax.all_gather(index + offset, axis, axis=1, tiled=True)
+        _, best = jax.lax.top_k(values, k_max)
+        return jnp.take_along_axis(ids, best, axis=1)
+
+    # Every device merges the same gathered lists, so the result is replicated; the checker cannot see that
+    # through top_k, hence check_vma=False.
+    top = jax.shard_map(local_top, mesh=mesh, in_specs=(P(), P(axis), P()), out_specs=P(), check_vma=False)(
+        user_emb[users], item_emb, seen)
+    return ranking_metrics(top, gt, weight, n_items, topk)
 
 
 def ranking_metrics(top: jax.Array, gt: jax.Array, weight: jax.Array, n_items: int, topk) -> dict:

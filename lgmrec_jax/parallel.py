@@ -1,10 +1,28 @@
-"""Data parallelism with `jit` + `NamedSharding` on a one-axis mesh, on one host or many.
+"""Devices: one mesh axis that splits both the batch and every node-indexed table (`jit` + `NamedSharding`).
 
-Params, optimizer state, graphs and the sampler's tables are replicated. Each training batch is drawn on the device
-inside the epoch program (data/sampler.py, train.py), identically on every device, and a sharding constraint splits
-it along its example axis. The loss is a mean over the *global* batch, so XLA inserts the gradient all-reduce itself:
-no pmean, no per-device code, and the result equals the one-device result up to float summation order
-(tests/test_parallel.py measures it).
+What lives where, on a mesh of n devices (one process or many):
+  * node-indexed state: user/item embedding tables, every other parameter whose leading axis is the user or item
+    count (GUME's fine-tuned feature copies and extended-user tables), their Adam moments and the best-epoch copy,
+    and the frozen feature tables: split by rows, device b holding rows [b·r, (b+1)·r). Tables whose row count does
+    not divide by n are stored zero-padded to n·r rows inside a `Padded` node; `logical()` slices them back inside
+    the jitted step, so the model sees its real shapes (and knows nothing of devices). The padding rows get zero
+    gradients, so Adam and weight decay leave them at exactly zero: padding never changes a result.
+  * sparse graphs (Â, R, R̂, kNN): split into row blocks, products as all-gather + local block product
+    (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself).
+  * the training batch: drawn on the device, identically everywhere, and split along its example axis.
+  * small weights (projections, hyperedge matrices, MLPs), the sampler's tables: replicated.
+Dense work on node rows (LGMRec's 4096-wide projections, Gumbel-softmax memberships, the hypergraph layers and the
+contrastive denominators over all users/items; GUME's space transforms and separation MLP) then runs on each
+device's rows only: GSPMD partitions it along the sharded row axis and inserts the reductions (Σ over rows of
+Λ = Hᵀ Z, a logsumexp's max and sum) as all-reduces. The loss is a mean over the global batch, so the gradient
+all-reduce is XLA's as well: no per-device code anywhere.
+
+Why one axis and not data × model: every piece of work here is indexed either by batch rows or by node rows, and
+both split over all devices; a second axis would replicate one of the two kinds over it. Evaluation splits items
+instead of users (evaluation.py): each device scores a user batch against its own items and the per-device top-k
+are merged, so no device holds a users × items score block.
+
+With one device nothing is wrapped or partitioned: the single-device path is the plain program.
 
 Multi-host (a TPU VM pod slice, or several GPU hosts). Run the same command on every host at once, e.g.
 
@@ -15,15 +33,21 @@ Multi-host (a TPU VM pod slice, or several GPU hosts). Run the same command on e
 coordinator and process ids itself (elsewhere pass coordinator_address / num_processes / process_id, or set the
 JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID variables). `jax.devices()` then lists the devices of
 every host and `make_mesh` spans them all. Nothing is fed from the hosts during training: every host holds the same
-replicated tables and keys (they depend only on the data, seed and epoch), so every device draws the same global
+sampler tables and keys (they depend only on the data, seed and epoch), so every device draws the same global
 batch and keeps its own rows; there is no input traffic between hosts and no per-step host work. Metrics and losses
 come back fully replicated, so every host can read them.
 """
 
 from __future__ import annotations
 
+import flax.struct
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from lgmrec_jax.graph import partitioned
+from lgmrec_jax.graph.sparse import SparseMatrix
 
 DATA_AXIS = "data"
 
@@ -51,3 +75,103 @@ def batch_sharded(mesh) -> NamedSharding:
 
 def replicate(tree, mesh):
     return jax.device_put(tree, replicated(mesh))
+
+
+def put(array, sharding: NamedSharding) -> jax.Array:
+    """A host array placed with `sharding`; each process supplies the pieces of its own devices (multi-host safe)."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+@flax.struct.dataclass
+class Padded:
+    """A node-indexed table stored split by rows, zero-padded from `rows` to a multiple of the device count."""
+
+    value: jax.Array
+    rows: int = flax.struct.field(pytree_node=False)
+    sharding: NamedSharding = flax.struct.field(pytree_node=False)
+
+
+def _is_padded(x) -> bool:
+    return isinstance(x, Padded)
+
+
+def logical(tree):
+    """`tree` with every Padded table sliced back to its real rows (traceable; a no-op on trees without any).
+
+    The slice is constrained to stay split by rows: left to itself, GSPMD gathers a sliced table whose rows no
+    longer divide evenly, and every device would then do the full feature projection."""
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x.value[:x.rows], x.sharding)
+                        if _is_padded(x) else x, tree, is_leaf=_is_padded)
+
+
+class Placement:
+    """Puts run state, features and graphs on the mesh as the module docstring describes.
+
+    `node_counts` are the row counts that mark a node-indexed table (the user and the item count). A weight that
+    happens to have as many rows is split too: that only changes where it lives, never a result.
+    """
+
+    def __init__(self, mesh: jax.sharding.Mesh, node_counts: tuple[int, ...]):
+        self.mesh, self.node_counts = mesh, tuple(node_counts)
+        self.split = mesh.size > 1
+
+    def padded_rows(self, rows: int) -> int:
+        return -(-rows // self.mesh.size) * self.mesh.size
+
+    def pad_rows(self, x: jax.Array) -> jax.Array:
+        """Traceable: `x` zero-padded to a multiple of the device count and split by rows."""
+        x = jnp.pad(x, [(0, self.padded_rows(x.shape[0]) - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+        return jax.lax.with_sharding_constraint(x, self.rows_sharding())
+
+    def to_host(self, tree):
+        """The logical tree as host NumPy arrays: checkpoints stay independent of the device count."""
+        if jax.process_count() > 1:  # shards live on other hosts: gather them, replicated, first
+            tree = jax.jit(logical, out_shardings=replicated(self.mesh))(tree)
+            return jax.tree.map(np.asarray, tree)
+        return jax.tree.map(lambda x: np.asarray(x.value)[:x.rows] if _is_padded(x) else np.asarray(x), tree,
+                            is_leaf=_is_padded)
+
+    def rows_sharding(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P(DATA_AXIS))
+
+    def _is_node(self, x) -> bool:
+        return self.split and np.ndim(x) >= 1 and np.shape(x)[0] in self.node_counts
+
+    def place(self, tree):
+        """Host (or single-device) arrays → mesh: node tables split (Padded when uneven), the rest replicated."""
+        if not self.split:
+            return replicate(tree, self.mesh)
+
+        def one(x):
+            if not self._is_node(x):
+                return put(x, replicated(self.mesh))
+            x = np.asarray(x)
+            pad = self.padded_rows(x.shape[0]) - x.shape[0]
+            value = np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+            return Padded(put(value, self.rows_sharding()), rows=x.shape[0], sharding=self.rows_sharding())
+
+        return jax.tree.map(one, jax.device_get(tree))
+
+    def shardings(self, tree):
+        """The shardings `place(tree)` would give, for a tree of arrays or ShapeDtypeStructs: output constraints of
+        the programs that update placed state, so that state keeps its placement from step to step."""
+        if not self.split:
+            return jax.tree.map(lambda _: replicated(self.mesh), tree)
+        return jax.tree.map(lambda x: Padded(self.rows_sharding(), rows=x.shape[0], sharding=self.rows_sharding())
+                            if self._is_node(x)
+                            else replicated(self.mesh), tree)
+
+    def place_graphs(self, graphs):
+        """Graph pytrees: sparse matrices in row blocks over the mesh, every other array replicated."""
+        if not self.split:
+            return replicate(graphs, self.mesh)
+
+        def one(x):
+            if isinstance(x, SparseMatrix):
+                blocked = partitioned.partition(x, self.mesh, DATA_AXIS)
+                return blocked.replace(fwd=jax.tree.map(lambda a: put(a, self.rows_sharding()), blocked.fwd),
+                                       bwd=jax.tree.map(lambda a: put(a, self.rows_sharding()), blocked.bwd))
+            return put(x, replicated(self.mesh))
+
+        return jax.tree.map(one, graphs, is_leaf=lambda x: isinstance(x, SparseMatrix))

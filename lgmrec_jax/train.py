@@ -76,8 +76,13 @@ def make_train_step(model, model_cfg, optimizer):
 
     def train_step(state: TrainState, graphs, feats, batch):
         key = jax.random.fold_in(state.key, state.step)
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (loss, parts), grads = grad_fn(state.params, graphs, feats, batch, key, model_cfg)
+
+        def loss(params):
+            # Node tables split over devices are stored padded (parallel.py); the model sees their real rows, and
+            # the padding rows receive zero gradient through the slice.
+            return model.loss(parallel.logical(params), graphs, parallel.logical(feats), batch, key, model_cfg)
+
+        (loss, parts), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss, **parts}
@@ -105,9 +110,11 @@ class EpochPrograms(NamedTuple):
     run_steps: Callable
 
 
-def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32") -> Callable:
+def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32", state_sharding=None) -> Callable:
     """run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps) -> (state, loss-part sums): steps
-    start … start+n_steps−1 of the epoch with permutation `order`, as a `lax.scan`; pure, to be jitted (or vmapped)."""
+    start … start+n_steps−1 of the epoch with permutation `order`, as a `lax.scan`; pure, to be jitted (or vmapped).
+    `state_sharding` (parallel.Placement.shardings) pins the state's placement after every step, so the program
+    returns it placed as it came in (the donated buffers are reused, and the next call does not recompile)."""
 
     def run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps):
         def body(carry, i):
@@ -118,6 +125,8 @@ def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32"
             # mesh's data axis (the loss is a global-batch mean, so XLA all-reduces the gradient).
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             state, parts = train_step(state, graphs, feats, batch)
+            if state_sharding is not None:
+                state = jax.lax.with_sharding_constraint(state, state_sharding)
             return (state, jax.tree.map(jnp.add, sums, parts)), None
 
         with precision.matmul_precision(matmul_precision):
@@ -130,8 +139,9 @@ def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32"
     return run_steps
 
 
-def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32") -> EpochPrograms:
-    run_steps = make_run_steps(train_step, batch_sharding, matmul_precision)
+def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32",
+                        state_sharding=None) -> EpochPrograms:
+    run_steps = make_run_steps(train_step, batch_sharding, matmul_precision, state_sharding)
 
     def run_epoch(state, graphs, feats, tables, epoch_key, n_steps):
         order = sampler.epoch_order(tables, epoch_key)
@@ -142,21 +152,27 @@ def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "flo
                          run_steps=jax.jit(run_steps, static_argnames="n_steps", donate_argnums=0))
 
 
-def device_features(model, data: Dataset, feature_dtype: str, mesh) -> dict:
-    """The frozen feature tables the model reads, replicated on the mesh in `feature_dtype`.
+def device_features(model, data: Dataset, feature_dtype: str, placement: parallel.Placement) -> dict:
+    """The frozen feature tables the model reads, placed on the mesh (split by item rows) in `feature_dtype`.
 
     A model that keeps its own trainable copy of the features (READS_FEATURE_INPUTS = False, GUME) gets {}: its
     frozen inputs then never reach the device.
     """
     if not getattr(model, "READS_FEATURE_INPUTS", True):
         return {}
-    return parallel.replicate({m: precision.feature_table(f, feature_dtype) for m, f in data.features.items()}, mesh)
+    return placement.place({m: precision.feature_table(f, feature_dtype) for m, f in data.features.items()})
 
 
-def make_embed(model, model_cfg, matmul_precision: str = "float32"):
+def make_embed(model, model_cfg, matmul_precision: str = "float32", placement: parallel.Placement | None = None):
+    """embed(params, graphs, feats, key) -> (users, items): the evaluation-mode embeddings. With a split placement
+    they come back split by rows and zero-padded to a multiple of the device count (what the Evaluator takes)."""
+
     def embed(params, graphs, feats, key):
         with precision.matmul_precision(matmul_precision):
-            users, items, _ = model.apply(params, graphs, feats, key, False, model_cfg)
+            users, items, _ = model.apply(parallel.logical(params), graphs, parallel.logical(feats), key, False,
+                                          model_cfg)
+        if placement is not None and placement.split:
+            users, items = (placement.pad_rows(x) for x in (users, items))
         return users, items
 
     return jax.jit(embed)
@@ -175,17 +191,19 @@ class Trainer:
                              f"{self.mesh.size} devices in use")
         self.backend = resolve_backend(tc.backend)
         graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
-        self.graphs = parallel.replicate(graphs, self.mesh)
-        self.feats = device_features(self.model, data, tc.feature_dtype, self.mesh)
+        self.placement = parallel.Placement(self.mesh, (data.n_users, data.n_items))
+        self.graphs = self.placement.place_graphs(graphs)
+        self.feats = device_features(self.model, data, tc.feature_dtype, self.placement)
         self.tables = parallel.replicate(sampler.build_tables(data, tc.train_batch_size), self.mesh)
         self.steps_per_epoch = self.tables.batches_per_epoch
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
         self.train_step = make_train_step(self.model, cfg.model, self.optimizer)
-        self.programs = make_epoch_programs(self.train_step, parallel.batch_sharded(self.mesh), tc.matmul_precision)
-        self.embed = make_embed(self.model, cfg.model, tc.matmul_precision)
-        user_sharding = parallel.batch_sharded(self.mesh)
-        self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, sharding=user_sharding)
-        self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, sharding=user_sharding)
+        self.state_sharding = self.placement.shardings(jax.eval_shape(self._logical_init_state))
+        self.programs = make_epoch_programs(self.train_step, parallel.batch_sharded(self.mesh), tc.matmul_precision,
+                                            self.state_sharding)
+        self.embed = make_embed(self.model, cfg.model, tc.matmul_precision, self.placement)
+        self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, mesh=self.mesh)
+        self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, mesh=self.mesh)
         if tc.valid_metric not in self._metric_names():
             raise ValueError(f"train.valid_metric={tc.valid_metric!r} is not computed; "
                              f"available: {', '.join(self._metric_names())}")
@@ -193,13 +211,16 @@ class Trainer:
     def _metric_names(self):
         return [f"{m}@{k}" for k in self.cfg.train.topk for m in ("recall", "ndcg", "precision", "map")]
 
-    def init_state(self) -> TrainState:
+    def _logical_init_state(self) -> TrainState:
         key = jax.random.PRNGKey(self.cfg.train.seed)
         init_key, run_key = jax.random.split(key)
         params = self.model.init(init_key, self.cfg.model, self.data)
-        state = TrainState(params=params, opt_state=self.optimizer.init(params),
-                           best_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), key=run_key)
-        return parallel.replicate(state, self.mesh)
+        return TrainState(params=params, opt_state=self.optimizer.init(params),
+                          best_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), key=run_key)
+
+    def init_state(self) -> TrainState:
+        """The initial state placed on the mesh (parallel.Placement)."""
+        return self.placement.place(self._logical_init_state())
 
     def evaluate(self, params, evaluator: Evaluator, epoch: int) -> dict[str, float]:
         key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.train.seed), EVAL_KEY_OFFSET + epoch)
@@ -236,11 +257,12 @@ class Trainer:
             if ckpt is None:
                 raise rundir.RunDirError(f"--resume {self.workdir}: train.checkpoint_every = 0 in its config, so "
                                          "there is nothing to resume from")
-            state, loop = ckpt.restore(state, check_loop=_check_loop,
+            # Checkpoints hold the logical state (parallel.to_host), whatever the device count that wrote them.
+            state, loop = ckpt.restore(self._logical_init_state(), check_loop=_check_loop,
                                        quarantine=self.workdir / "corrupt-checkpoints")
             if loop["best_score"] is None:  # stored as null: no validation epoch yet (strict JSON has no -inf)
                 loop["best_score"] = -math.inf
-            state = parallel.replicate(state, self.mesh)
+            state = self.placement.place(state)
             _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
             record_resume(self.workdir)  # repro.json keeps the start's card and lists each resumption
 
@@ -266,7 +288,7 @@ class Trainer:
             with open(log_path, "a") as f:
                 f.write(jsonio.dumps(record) + "\n")
             if ckpt is not None and (epoch + 1) % tc.checkpoint_every == 0:
-                ckpt.save(epoch, state, loop)
+                ckpt.save(epoch, self.placement.to_host(state) if self.placement.split else state, loop)
             bar.set_postfix(loss=f"{record['loss']:.4f}", **{tc.valid_metric: loop["best_score"]},
                             best_epoch=loop["best_epoch"])
         bar.close()

@@ -16,8 +16,9 @@ Backends (all give the same result, tests/graph/test_sparse.py; pick by measurem
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import flax.struct
 import jax
@@ -39,14 +40,32 @@ class CSR:
     row_ids: jax.Array  # [nnz] int32 row of each value (for BCOO and segment_sum)
 
 
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """How a matrix is split into row blocks over a mesh axis (graph/partitioned.py); per side (A, Aᵀ): real rows
+    per block and the spill rows that hold the padding of the blocks' nonzeros."""
+
+    mesh: Any
+    axis: str
+    rows: tuple[int, int]
+    spill: tuple[int, int]
+
+    @property
+    def T(self) -> "Blocks":
+        return Blocks(self.mesh, self.axis, self.rows[::-1], self.spill[::-1])
+
+
 @flax.struct.dataclass
 class SparseMatrix:
-    """A constant sparse matrix and its transpose. `backend` is static: changing it recompiles."""
+    """A constant sparse matrix and its transpose. `backend` and `blocks` are static: changing them recompiles.
+
+    With `blocks` set, the CSR arrays carry a leading axis of row blocks, one per device (graph/partitioned.py)."""
 
     fwd: CSR
     bwd: CSR  # the transpose, in its own CSR order
     shape: tuple[int, int] = flax.struct.field(pytree_node=False)
     backend: str = flax.struct.field(pytree_node=False, default="bcoo")
+    blocks: Blocks | None = flax.struct.field(pytree_node=False, default=None)
 
     @property
     def nnz(self) -> int:
@@ -54,7 +73,8 @@ class SparseMatrix:
 
     @property
     def T(self) -> "SparseMatrix":
-        return SparseMatrix(fwd=self.bwd, bwd=self.fwd, shape=(self.shape[1], self.shape[0]), backend=self.backend)
+        return SparseMatrix(fwd=self.bwd, bwd=self.fwd, shape=(self.shape[1], self.shape[0]), backend=self.backend,
+                            blocks=None if self.blocks is None else self.blocks.T)
 
     def with_backend(self, backend: str) -> "SparseMatrix":
         check_backend(backend)
@@ -142,17 +162,28 @@ def spmm(mat: SparseMatrix, x: jax.Array) -> jax.Array:
         raise ValueError(f"sparse matmul shape mismatch: matrix {mat.shape} @ operand {x.shape}")
     squeeze = x.ndim == 1
     x2 = x[:, None] if squeeze else x
-    fwd = jax.tree.map(jax.lax.stop_gradient, mat.fwd)
-    bwd = jax.tree.map(jax.lax.stop_gradient, mat.bwd)
-    if mat.backend == "bcoo":
-        out = _bcoo_matmul(fwd, mat.shape, x2)
-    elif mat.backend == "bcsr":
-        out = _bcsr_matmul(mat.shape, fwd, bwd, x2)
-    elif mat.backend == "segment_sum":
-        out = _segment_matmul(fwd, mat.shape, x2)
+    check_backend(mat.backend)
+    if mat.blocks is not None:
+        from lgmrec_jax.graph import partitioned  # it builds on this module
+
+        out = partitioned.spmm(mat, x2)
     else:
-        check_backend(mat.backend)
+        fwd = jax.tree.map(jax.lax.stop_gradient, mat.fwd)
+        bwd = jax.tree.map(jax.lax.stop_gradient, mat.bwd)
+        if mat.backend == "bcsr":
+            out = _bcsr_matmul(mat.shape, fwd, bwd, x2)
+        else:  # bcoo and segment_sum are differentiated by JAX itself
+            out = local_product(fwd, mat.shape, mat.backend, x2)
     return out[:, 0] if squeeze else out
+
+
+def local_product(m: CSR, shape: tuple[int, int], backend: str, x: jax.Array) -> jax.Array:
+    """One CSR times a dense [cols, d] operand with `backend`, no custom gradient (the callers add theirs)."""
+    if backend == "bcoo":
+        return _bcoo_matmul(m, shape, x)
+    if backend == "bcsr":
+        return _bcsr_forward(m, shape, x)
+    return _segment_matmul(m, shape, x)
 
 
 def _bcoo_matmul(m: CSR, shape, x):

@@ -15,6 +15,9 @@ from lgmrec_jax import losses
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, normalized_adjacency
 
+# ID embeddings only: the trainer need not place the dataset's feature tables on the device.
+READS_FEATURE_INPUTS = False
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:

@@ -1,0 +1,120 @@
+"""A constant sparse matrix split into row blocks over a device mesh, and its product with a dense operand.
+
+Device b of an n-device mesh axis holds rows [b·r, (b+1)·r) of the matrix (r = ⌈rows / n⌉) and the same rows of
+its transpose, each as its own CSR with global column ids. The product `A @ x`:
+
+    forward   x is all-gathered (every block may read any column), each device multiplies its row block, the output
+              stays split by rows: [n·r, d], sliced to the logical row count;
+    backward  Aᵀ g the same way with the transpose's row blocks: all-gather of the incoming gradient, local product.
+
+So each device does 1/n of the multiply-adds and stores 1/n of the nonzeros; the traffic is one all-gather of the
+64-wide dense operand per product (and one per backward product). The all-gather is not written here: the local
+product is a `shard_map` whose operand is declared replicated, and GSPMD gathers it from wherever it lives.
+
+Blocks have equal shapes, so their nonzeros are padded to the largest block's count. The padding entries have value
+0 and sit in extra "spill" rows after each block's real rows, at distinct columns, so every block stays a valid
+sorted, duplicate-free CSR for all three backends; the spill rows' outputs are dropped. Padding therefore never
+changes a result (tests/graph/test_partitioned.py compares against the unpartitioned product).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lgmrec_jax.graph import sparse
+
+
+def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int) -> tuple[sparse.CSR, int, int]:
+    """(stacked CSR with a leading block axis, real rows per block r, spill rows per block) on the host."""
+    indptr = np.asarray(csr.indptr, dtype=np.int64)
+    indices = np.asarray(csr.indices)
+    data = np.asarray(csr.data)
+    r = -(-n_rows // n_blocks)
+    starts = np.minimum(np.arange(n_blocks) * r, n_rows)
+    ends = np.minimum(starts + r, n_rows)
+    counts = indptr[ends] - indptr[starts]
+    width = max(1, int(counts.max(initial=0)))
+    # Enough spill rows that the padding of the emptiest block fits at distinct columns.
+    spill = max(1, -(-int(width - counts.min(initial=0)) // n_cols))
+    local_rows = r + spill
+    out_data = np.zeros((n_blocks, width), np.float32)
+    out_indices = np.zeros((n_blocks, width), np.int32)
+    out_indptr = np.zeros((n_blocks, local_rows + 1), np.int32)
+    out_row_ids = np.zeros((n_blocks, width), np.int32)
+    for b in range(n_blocks):
+        lo, hi, nnz = indptr[starts[b]], indptr[ends[b]], counts[b]
+        out_data[b, :nnz] = data[lo:hi]
+        out_indices[b, :nnz] = indices[lo:hi]
+        rows_here = ends[b] - starts[b]
+        out_indptr[b, :rows_here + 1] = indptr[starts[b]:ends[b] + 1] - lo
+        out_indptr[b, rows_here + 1:r + 1] = nnz  # rows past the matrix's end (last block) are empty
+        out_row_ids[b, :nnz] = np.repeat(np.arange(rows_here), np.diff(indptr[starts[b]:ends[b] + 1]))
+        pad = width - nnz
+        slot = np.arange(pad)
+        out_indices[b, nnz:] = slot % n_cols
+        out_row_ids[b, nnz:] = r + slot // n_cols
+        out_indptr[b, r + 1:] = nnz + np.minimum(np.arange(1, spill + 1) * n_cols, pad)
+    stacked = sparse.CSR(data=jnp.asarray(out_data), indices=jnp.asarray(out_indices),
+                         indptr=jnp.asarray(out_indptr), row_ids=jnp.asarray(out_row_ids))
+    return stacked, r, spill
+
+
+def partition(mat: sparse.SparseMatrix, mesh, axis: str) -> sparse.SparseMatrix:
+    """`mat` split into row blocks over `axis` of `mesh` (host arrays; place them with parallel.Placement)."""
+    rows, cols = mat.shape
+    n = mesh.shape[axis]
+    fwd, r_fwd, s_fwd = row_blocks(mat.fwd, rows, cols, n)
+    bwd, r_bwd, s_bwd = row_blocks(mat.bwd, cols, rows, n)
+    return sparse.SparseMatrix(fwd=fwd, bwd=bwd, shape=mat.shape, backend=mat.backend,
+                               blocks=sparse.Blocks(mesh=mesh, axis=axis, rows=(r_fwd, r_bwd),
+                                                    spill=(s_fwd, s_bwd)))
+
+
+def spmm(mat: sparse.SparseMatrix, x: jax.Array) -> jax.Array:
+    """`mat @ x` for a row-partitioned `mat` and a dense [cols, d] operand; gradients flow to `x` only."""
+    fwd = jax.tree.map(jax.lax.stop_gradient, mat.fwd)
+    bwd = jax.tree.map(jax.lax.stop_gradient, mat.bwd)
+    return _blocked_matmul(mat.blocks, mat.shape, mat.backend, fwd, bwd, x)
+
+
+def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr: sparse.CSR, x):
+    """One side's (0: A, 1: Aᵀ) row blocks times a replicated operand, as a shard_map over the mesh axis."""
+    r, spill = blocks.rows[side], blocks.spill[side]
+    n_rows, n_cols = shape
+
+    def local(block, x_full):
+        block = jax.tree.map(lambda a: a[0], block)  # this device's block: drop the block axis of length 1
+        out = sparse.local_product(block, (r + spill, n_cols), backend, x_full)
+        return out[:r]
+
+    spec = P(blocks.axis)
+    # The operand is gathered here, at its 64-wide width, not earlier: without this constraint GSPMD propagates the
+    # replicated requirement back into whatever produced `x` (a [I, 4096] @ [4096, 64] feature projection, say) and
+    # computes that whole on every device.
+    x = jax.lax.with_sharding_constraint(x, NamedSharding(blocks.mesh, spec))
+    out = jax.shard_map(local, mesh=blocks.mesh, in_specs=(jax.tree.map(lambda _: spec, csr), P()),
+                        out_specs=spec)(csr, x)
+    return out[:n_rows]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _blocked_matmul(blocks, shape, backend, fwd, bwd, x):
+    return _local_product(blocks, shape, backend, 0, fwd, x)
+
+
+def _blocked_matmul_fwd(blocks, shape, backend, fwd, bwd, x):
+    return _local_product(blocks, shape, backend, 0, fwd, x), (fwd, bwd)
+
+
+def _blocked_matmul_bwd(blocks, shape, backend, res, g):
+    fwd, bwd = res
+    # Aᵀ g with the transpose's own row blocks: the same all-gather + local product as the forward pass.
+    return None, None, _local_product(blocks, (shape[1], shape[0]), backend, 1, bwd, g)
+
+
+_blocked_matmul.defvjp(_blocked_matmul_fwd, _blocked_matmul_bwd)
