@@ -89,6 +89,49 @@ def measure(model: str, data, n_devices: int, time_reps: int) -> dict:
     return row
 
 
+def previous_train_step(model, model_cfg, optimizer):
+    """The train step as it was before node tables were split (no `parallel.logical`, no placement constraint):
+    the 1-device program of the previous commit, to time the current one against in the same run."""
+    import optax
+
+    def train_step(state, graphs, feats, batch):
+        key = jax.random.fold_in(state.key, state.step)
+        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+        (loss, parts), grads = grad_fn(state.params, graphs, feats, batch, key, model_cfg)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss, **parts}
+
+    return train_step
+
+
+def one_device_before_after(model: str, data, steps: int, rounds: int) -> dict:
+    """Seconds per step on one device: the previous program vs the current one, interleaved over the same steps."""
+    from lgmrec_jax.train import make_epoch_programs
+
+    cfg = load_config(model, data.name, overrides=["train.devices=1", "train.checkpoint_every=0"])
+    trainer = Trainer(cfg, data, Path("/nonexistent-unused"), progress=False)
+    previous = make_epoch_programs(previous_train_step(trainer.model, cfg.model, trainer.optimizer),
+                                   parallel.batch_sharded(trainer.mesh)).run_steps
+    key = sampler_key(0, 0)
+    order = trainer.programs.order(trainer.tables, key)
+    args = (trainer.graphs, trainer.feats, trainer.tables, order, key, jnp.int32(0))
+    states = {"previous": trainer.init_state(), "current": trainer.init_state()}
+    programs = {"previous": previous, "current": trainer.programs.run_steps}
+    seconds = {name: [] for name in programs}
+    for i in range(rounds + 1):  # round 0 compiles and warms up
+        for name, program in programs.items():
+            t0 = time.perf_counter()
+            states[name], sums = program(states[name], *args, n_steps=steps)
+            jax.block_until_ready(sums)
+            if i:
+                seconds[name].append((time.perf_counter() - t0) / steps)
+    row = {"model": model, "scale": data.name, "backend": trainer.backend, "steps": steps, "rounds": rounds,
+           **{f"{name}_s": float(np.median(v)) for name, v in seconds.items()}}
+    row["current_over_previous"] = row["current_s"] / row["previous_s"]
+    return row
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The compile-only row: abstract arrays of a scale too large to build here.
 
@@ -259,10 +302,30 @@ def render(rows: list[dict]) -> list[str]:
     return out
 
 
-def run(args) -> list[dict]:
-    rows = []
+def render_before_after(rows: list[dict]) -> list[str]:
+    out = ["| scale | model | backend | previous s/step | current s/step | current / previous | steps × rounds |",
+           "|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        if r.get("error"):
+            out.append(f"| {r['scale']} | {r['model']} | failed: {r['error']} |||||")
+            continue
+        out.append(f"| {r['scale']} | {r['model']} | {r['backend']} | {r['previous_s']:.3g} | {r['current_s']:.3g} | "
+                   f"×{r['current_over_previous']:.3f} | {r['steps']} × {r['rounds']} |")
+    return out
+
+
+def run(args) -> tuple[list[dict], list[dict]]:
+    rows, before_after = [], []
     for scale in args.scales:
         data = synthetic.generate(scale)
+        for model in (args.models if args.before_after_steps else []):
+            t0 = time.perf_counter()
+            try:
+                row = one_device_before_after(model, data, args.before_after_steps, args.before_after_rounds)
+            except Exception as e:
+                row = {"model": model, "scale": data.name, "error": f"{type(e).__name__}: {e}"}
+            print(f"[{time.perf_counter() - t0:5.1f}s] {json.dumps(row)}", flush=True)
+            before_after.append(row)
         for model in args.models:
             for n in args.devices:
                 t0 = time.perf_counter()
@@ -282,7 +345,7 @@ def run(args) -> list[dict]:
                        "error": f"{type(e).__name__}: {str(e)[:200]}"}
             print(f"[{time.perf_counter() - t0:5.1f}s] {json.dumps(row)}", flush=True)
             rows.append(row)
-    return rows
+    return rows, before_after
 
 
 def parse_args(argv):
@@ -292,6 +355,9 @@ def parse_args(argv):
     p.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4, 8])
     p.add_argument("--time-reps", type=int, default=2, help="timed steps per row (0: compile only)")
     p.add_argument("--no-huge", action="store_true", help="skip the compile-only 10x-Electronics row")
+    p.add_argument("--before-after-steps", type=int, default=4,
+                   help="steps per round of the 1-device previous-vs-current timing (0 skips it)")
+    p.add_argument("--before-after-rounds", type=int, default=5)
     p.add_argument("--json", type=Path, help="also write the rows here")
     return p.parse_args(argv)
 
@@ -306,10 +372,10 @@ def main(argv=None) -> int:
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
             f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={max(args.devices)}").strip())
         return subprocess.call([sys.executable, "-m", "experiments.scaling", *argv], env=env)
-    rows = run(args)
-    print("\n".join(render(rows)))
+    rows, before_after = run(args)
+    print("\n".join(render(rows) + [""] + render_before_after(before_after)))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "before_after": before_after}, indent=1))
     return 0
 
 

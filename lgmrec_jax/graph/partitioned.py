@@ -1,10 +1,11 @@
 """A constant sparse matrix split into row blocks over a device mesh, and its product with a dense operand.
 
-Device b of an n-device mesh axis holds rows [b·r, (b+1)·r) of the matrix (r = ⌈rows / n⌉) and the same rows of
-its transpose, each as its own CSR with global column ids. The product `A @ x`:
+Device b of an n-device mesh axis holds rows b, b + n, b + 2n, … of the matrix (r = ⌈rows / n⌉ of them, dealt out
+cyclically so that every device gets the same mix of sparse and dense rows) and the same rows of its transpose, each
+as its own CSR with global column ids. The product `A @ x`:
 
     forward   x is all-gathered (every block may read any column), each device multiplies its row block, the output
-              stays split by rows: [n·r, d], sliced to the logical row count;
+              [n·r, d] is put back into row order (one all-to-all) and sliced to the logical row count;
     backward  Aᵀ g the same way with the transpose's row blocks: all-gather of the incoming gradient, local product.
 
 So each device does 1/n of the multiply-adds and stores 1/n of the nonzeros; the traffic is one all-gather of the
@@ -30,14 +31,18 @@ from lgmrec_jax.graph import sparse
 
 
 def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int) -> tuple[sparse.CSR, int, int]:
-    """(stacked CSR with a leading block axis, real rows per block r, spill rows per block) on the host."""
+    """(stacked CSR with a leading block axis, rows per block r, spill rows per block) on the host.
+
+    Rows are dealt out cyclically: block b holds rows b, b + n, b + 2n, … as its local rows 0, 1, 2, … Contiguous
+    ranges would give the blocks very different work (in Â the item rows are several times denser than the user
+    rows, and they sit together at the end); dealt out, every block gets the same mix."""
     indptr = np.asarray(csr.indptr, dtype=np.int64)
     indices = np.asarray(csr.indices)
     data = np.asarray(csr.data)
+    degree = np.diff(indptr)
     r = -(-n_rows // n_blocks)
-    starts = np.minimum(np.arange(n_blocks) * r, n_rows)
-    ends = np.minimum(starts + r, n_rows)
-    counts = indptr[ends] - indptr[starts]
+    members = [np.arange(b, n_rows, n_blocks) for b in range(n_blocks)]
+    counts = np.array([int(degree[rows].sum()) for rows in members])
     width = max(1, int(counts.max(initial=0)))
     # Enough spill rows that the padding of the emptiest block fits at distinct columns.
     spill = max(1, -(-int(width - counts.min(initial=0)) // n_cols))
@@ -46,14 +51,16 @@ def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int) -> tupl
     out_indices = np.zeros((n_blocks, width), np.int32)
     out_indptr = np.zeros((n_blocks, local_rows + 1), np.int32)
     out_row_ids = np.zeros((n_blocks, width), np.int32)
-    for b in range(n_blocks):
-        lo, hi, nnz = indptr[starts[b]], indptr[ends[b]], counts[b]
-        out_data[b, :nnz] = data[lo:hi]
-        out_indices[b, :nnz] = indices[lo:hi]
-        rows_here = ends[b] - starts[b]
-        out_indptr[b, :rows_here + 1] = indptr[starts[b]:ends[b] + 1] - lo
-        out_indptr[b, rows_here + 1:r + 1] = nnz  # rows past the matrix's end (last block) are empty
-        out_row_ids[b, :nnz] = np.repeat(np.arange(rows_here), np.diff(indptr[starts[b]:ends[b] + 1]))
+    for b, rows in enumerate(members):
+        nnz, per_row = counts[b], degree[rows]
+        local_ptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(per_row, out=local_ptr[1:])
+        source = np.repeat(indptr[rows] - local_ptr[:-1], per_row) + np.arange(nnz)  # positions in the full CSR
+        out_data[b, :nnz] = data[source]
+        out_indices[b, :nnz] = indices[source]
+        out_indptr[b, :len(rows) + 1] = local_ptr
+        out_indptr[b, len(rows) + 1:r + 1] = nnz  # local rows past the matrix's end are empty
+        out_row_ids[b, :nnz] = np.repeat(np.arange(len(rows)), per_row)
         pad = width - nnz
         slot = np.arange(pad)
         out_indices[b, nnz:] = slot % n_cols
@@ -99,6 +106,9 @@ def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr:
     x = jax.lax.with_sharding_constraint(x, NamedSharding(blocks.mesh, spec))
     out = jax.shard_map(local, mesh=blocks.mesh, in_specs=(jax.tree.map(lambda _: spec, csr), P()),
                         out_specs=spec)(csr, x)
+    # Block-major [n·r, d] back to row order: block b's local row j is row j·n + b (an all-to-all under GSPMD).
+    n = blocks.mesh.shape[blocks.axis]
+    out = out.reshape(n, r, -1).swapaxes(0, 1).reshape(n * r, -1)
     return out[:n_rows]
 
 
