@@ -98,8 +98,8 @@ class Evaluator:
         n = self.mesh.size
         rows = -(-x.shape[0] // n) * n
         sharding = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
-        if x.shape[0] == rows and isinstance(x, jax.Array) and x.sharding == sharding:
-            return x
+        if x.shape[0] == rows and isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and x.sharding == sharding:
+            return x  # already placed (or an abstract value placed so, for lower_batch)
         x = np.asarray(x)
         x = np.pad(x, [(0, rows - x.shape[0]), (0, 0)])
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

@@ -125,10 +125,11 @@ class Placement:
         return jax.lax.with_sharding_constraint(x, self.rows_sharding())
 
     def to_host(self, tree):
-        """The logical tree as host NumPy arrays: checkpoints stay independent of the device count."""
-        if jax.process_count() > 1:  # shards live on other hosts: gather them, replicated, first
-            tree = jax.jit(logical, out_shardings=replicated(self.mesh))(tree)
-            return jax.tree.map(np.asarray, tree)
+        """The logical tree, unpadded, for checkpoints (they stay independent of the device count) and tests: host
+        NumPy arrays in one process; with several, replicated arrays, which orbax saves from every host and which
+        NumPy can read on each."""
+        if jax.process_count() > 1:  # shards live on other hosts: gather them, replicated, on the devices
+            return jax.jit(logical, out_shardings=replicated(self.mesh))(tree)
         return jax.tree.map(lambda x: np.asarray(x.value)[:x.rows] if _is_padded(x) else np.asarray(x), tree,
                             is_leaf=_is_padded)
 
