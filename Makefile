@@ -27,13 +27,13 @@ EXTRAS  := $(if $(filter cuda12 cuda13 tpu,$(ACCEL)),test$(comma)$(ACCEL),test)
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: help venv features-venv train test data bench profile table ablations sweeps sparsity clean
+.PHONY: help venv features-venv train test data bench profile table ablations sweeps sparsity popularity clean
 
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
 	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
-	@echo "make table | ablations | sweeps | sparsity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
+	@echo "make table | ablations | sweeps | sparsity | popularity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
 $(VENV)/.installed-$(ACCEL): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
@@ -92,6 +92,9 @@ sweeps: venv
 
 sparsity: venv
 	$(PY) -m experiments.sparsity --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+popularity: venv
+	$(PY) -m experiments.popularity --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -78,8 +78,7 @@ def run_one(cfg: RunConfig, data, root: Path = RUNS_ROOT, reuse: bool = True, pr
     from lgmrec_jax.train import train_and_evaluate  # jax import deferred: --help stays instant
 
     directory = run_dir(root, cfg)
-    saved = directory / "config.json"
-    matches = saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(cfg.to_dict()))
+    matches = _same_config(directory, cfg)
     if reuse and matches and (directory / "results.json").exists():
         result = json.loads((directory / "results.json").read_text())
         return {**result, "run_dir": str(directory), "reused": True}
@@ -91,6 +90,22 @@ def run_one(cfg: RunConfig, data, root: Path = RUNS_ROOT, reuse: bool = True, pr
     result["wall_seconds"] = time.perf_counter() - t0
     jsonio.write_json(directory / "results.json", result)
     return {**result, "run_dir": str(directory), "reused": False}
+
+
+def _same_config(directory: Path, cfg: RunConfig) -> bool:
+    saved = directory / "config.json"
+    return saved.exists() and json.loads(saved.read_text()) == json.loads(json.dumps(cfg.to_dict()))
+
+
+def unfinished_runs(cfg: RunConfig, seeds, root: Path = RUNS_ROOT) -> list[Path]:
+    """Run directories of `cfg` × `seeds` that run_one could not reuse (so it would train them)."""
+    out = []
+    for seed in seeds:
+        seeded = with_seed(cfg, seed)
+        directory = run_dir(root, seeded)
+        if not (_same_config(directory, seeded) and (directory / "results.json").exists()):
+            out.append(directory)
+    return out
 
 
 def run_seeds(cfg: RunConfig, data, seeds, root: Path = RUNS_ROOT, reuse: bool = True,

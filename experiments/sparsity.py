@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import report
-from experiments.run_table import (add_common_args, header_notes, load_data, load_model_configs, run_seeds,
-                                   seed_list)
+from experiments.grouped_eval import add_reuse_only_arg, analyse_runs, ranked_batches
+from experiments.run_table import add_common_args, header_notes, load_data, load_model_configs
 from lgmrec_jax import jsonio
-from lgmrec_jax.evaluation import padded_lists, ranking_metrics
-from lgmrec_jax.recommend import masked_top_k, load_run
+from lgmrec_jax.errors import InputError
+from lgmrec_jax.evaluation import ranking_metrics
 
 METRIC_K = 20
 
@@ -48,32 +48,25 @@ def group_metrics(user_emb, item_emb, data, users: np.ndarray, group: np.ndarray
                   split: str = "test", k: int = METRIC_K, batch: int = 4096) -> dict[str, np.ndarray]:
     """Per group, the mean recall@k and ndcg@k of `users` on `split` (training items masked, as the evaluator)."""
     sums = {f"recall@{k}": np.zeros(n_groups), f"ndcg@{k}": np.zeros(n_groups)}
-    truth = data.split(split)
-    for start in range(0, users.size, batch):
-        chunk = users[start:start + batch]
-        seen = padded_lists(chunk, data.train, fill=data.n_items)
-        gt = padded_lists(chunk, truth, fill=data.n_items)
-        _, top = masked_top_k(user_emb, item_emb, jnp.asarray(chunk), jnp.asarray(seen), k)
+    for rows, top, gt in ranked_batches(user_emb, item_emb, data, users, split, k, batch):
         for g in range(n_groups):
-            weight = jnp.asarray((group[start:start + batch] == g).astype(np.float32))
-            part = ranking_metrics(top, jnp.asarray(gt), weight, data.n_items, (k,))
+            weight = jnp.asarray((group[rows] == g).astype(np.float32))
+            part = ranking_metrics(top, gt, weight, data.n_items, (k,))
             for name in sums:
                 sums[name][g] += float(part[name])
     counts = np.bincount(group, minlength=n_groups).astype(np.float64)
     return {name: np.divide(s, counts, out=np.full(n_groups, np.nan), where=counts > 0) for name, s in sums.items()}
 
 
-def run_sparsity(cfgs: dict, data, n_seeds: int, n_groups: int, root, reuse=True, progress=False, log=print) -> dict:
+def run_sparsity(cfgs: dict, data, n_seeds: int, n_groups: int, root, reuse=True, progress=False, train=True,
+                 log=print) -> dict:
     users, group, labels = sparsity_groups(data, "test", n_groups)
-    per_model = {}
-    for model, cfg in cfgs.items():
-        results = run_seeds(cfg, data, seed_list(cfg, n_seeds), root, reuse, progress, log)
-        per_seed = []
-        for result in results:
-            run = load_run(result["run_dir"], data)
-            metrics = group_metrics(run.user_emb, run.item_emb, data, users, group, len(labels))
-            per_seed.append({name: values.tolist() for name, values in metrics.items()})
-        per_model[model] = {"run_dirs": [r["run_dir"] for r in results], "per_seed": per_seed}
+
+    def analyse(run):
+        metrics = group_metrics(run.user_emb, run.item_emb, data, users, group, len(labels))
+        return {name: values.tolist() for name, values in metrics.items()}
+
+    per_model = analyse_runs(cfgs, data, n_seeds, analyse, root, reuse, progress, train, log)
     return {"labels": labels, "group_sizes": np.bincount(group, minlength=len(labels)).tolist(),
             "models": per_model}
 
@@ -114,10 +107,16 @@ def main(argv=None) -> int:
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="[MODEL:]SECTION.KEY=VALUE")
     add_common_args(p)
+    add_reuse_only_arg(p)
     args = p.parse_args(argv)
     cfgs, missing = load_model_configs(args.models, args.dataset, args.overrides)
     data = load_data(args.dataset, next(iter(cfgs.values())).train.data_dir if cfgs else "data")
-    outcome = run_sparsity(cfgs, data, args.seeds, args.groups, args.runs_root, not args.no_reuse, args.progress)
+    try:
+        outcome = run_sparsity(cfgs, data, args.seeds, args.groups, args.runs_root, not args.no_reuse, args.progress,
+                               train=not args.reuse_only)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     stem = args.out / (args.name or f"sparsity_{args.dataset}")
     table = sparsity_table(args.dataset, outcome, cfgs, args.seeds, missing)
     table.write(stem)
