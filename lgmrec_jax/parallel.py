@@ -7,15 +7,18 @@ What lives where, on a mesh of n devices (one process or many):
     not divide by n are stored zero-padded to n·r rows inside a `Padded` node; `logical()` slices them back inside
     the jitted step, so the model sees its real shapes (and knows nothing of devices). The padding rows get zero
     gradients, so Adam and weight decay leave them at exactly zero: padding never changes a result.
-  * sparse graphs (Â, R, R̂, kNN): split into row blocks, products as all-gather + local block product
+  * sparse graphs (Â, R, R̂, kNN): split into row blocks (rows dealt out cyclically, so that every device gets the
+    same share of dense item rows), products as all-gather of the 64-wide operand + local block product
     (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself).
   * the training batch: drawn on the device, identically everywhere, and split along its example axis.
   * small weights (projections, hyperedge matrices, MLPs), the sampler's tables: replicated.
-Dense work on node rows (LGMRec's 4096-wide projections, Gumbel-softmax memberships, the hypergraph layers and the
-contrastive denominators over all users/items; GUME's space transforms and separation MLP) then runs on each
-device's rows only: GSPMD partitions it along the sharded row axis and inserts the reductions (Σ over rows of
-Λ = Hᵀ Z, a logsumexp's max and sum) as all-reduces. The loss is a mean over the global batch, so the gradient
-all-reduce is XLA's as well: no per-device code anywhere.
+Dense work on node rows (LGMRec's 4096-wide projections, Gumbel-softmax memberships and hypergraph layers; GUME's
+space transforms and separation MLP) then runs on each device's rows only: GSPMD partitions it along the sharded row
+axis and inserts the reductions over rows (Λ = Hᵀ Z, the gradients of the small weights) as all-reduces. LGMRec's
+contrastive loss, whose denominator spans all users/items, GSPMD splits by the batch's anchor rows instead: each
+device scores its B/n anchors against every (gathered, 64-wide) candidate, 1/n of the work, and each row's
+logsumexp stays on one device. The loss is a mean over the global batch, so the gradient all-reduce is XLA's as
+well: no per-device code anywhere.
 
 Why one axis and not data × model: every piece of work here is indexed either by batch rows or by node rows, and
 both split over all devices; a second axis would replicate one of the two kinds over it. Evaluation splits items
