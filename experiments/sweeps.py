@@ -1,7 +1,9 @@
-"""One-hyperparameter sensitivity sweeps of LGMRec: fusion weight α and hyperedge count A (hyper_num).
+"""One-hyperparameter sensitivity sweeps of LGMRec: fusion weight α, hyperedge count A (hyper_num) and the weight
+of the hypergraph contrastive loss (cl_weight).
 
     python -m experiments.sweeps alpha --dataset ml100k --seeds 1
     python -m experiments.sweeps hyper_num --dataset ml100k --seeds 1 --values 2 4 8 16 32 64
+    python -m experiments.sweeps cl_weight --dataset ml100k --seeds 3 --set train.epochs=200
 
 Every value runs with every seed through the shared train loop, all other hyperparameters as the config files
 (plus --set). A sweep shows how test accuracy moves with the value — the papers' sensitivity figures — and chooses
@@ -23,12 +25,14 @@ from lgmrec_jax import jsonio
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
-# Defaults: α over the paper's 0.1…0.9 range; A over LGMRec's grid {2,…,256} (SPEC §3.6).
+# Defaults: α over the paper's 0.1…0.9 range; A over LGMRec's grid {2,…,256} (SPEC §3.6); cl_weight two decades
+# either side of the default 1e-4 (0, i.e. no contrastive loss, is the ablation's "w/o HCL" row).
 SWEEPS = {
     "alpha": [round(0.1 * i, 1) for i in range(1, 10)],
     "hyper_num": [2, 4, 8, 16, 32, 64, 128, 256],
+    "cl_weight": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
 }
-LOG_SCALE = {"hyper_num"}
+LOG_SCALE = {"hyper_num", "cl_weight"}
 
 
 def run_sweep(cfg, data, param: str, values, seeds, root, reuse=True, progress=False, log=print) -> list[dict]:
