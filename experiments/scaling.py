@@ -38,7 +38,6 @@ import numpy as np
 from lgmrec_jax import parallel
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import sampler, synthetic
-from lgmrec_jax.graph import partitioned
 from lgmrec_jax.graph.sparse import CSR, Blocks, SparseMatrix
 from lgmrec_jax.models import MODEL_MODULES
 from lgmrec_jax.train import Trainer, sampler_key

@@ -50,8 +50,6 @@ def _trainer(n_devices: int, batch_size: int = 256):
 
 def _train(trainer):
     """N_EPOCHS real epochs; returns (per-epoch loss sums, final params as NumPy, final state)."""
-    import jax
-
     state = trainer.init_state()
     losses = []
     for epoch in range(N_EPOCHS):
