@@ -22,7 +22,6 @@ from pathlib import Path
 from experiments import report
 from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
                                    load_data, run_seeds, seed_list, split_overrides, summarize)
-from lgmrec_jax import jsonio
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -102,9 +101,8 @@ def main(argv=None) -> int:
                          {v: VARIANTS[v] for v in args.variants})
     stem = args.out / (args.name or f"ablation_{MODEL}_{args.dataset}")
     table = ablation_table(args.dataset, rows, cfg, args.seeds)
-    table.write(stem)
+    table.write(stem, {"dataset": args.dataset, "rows": rows})
     plot_ablations(stem.with_suffix(".png"), args.dataset, rows)
-    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, "rows": rows}, indent=1) + "\n")
     print(table.markdown())
     return 0
 

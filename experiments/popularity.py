@@ -215,9 +215,8 @@ def main(argv=None) -> int:
         return 2
     stem = args.out / (args.name or f"popularity_{args.dataset}")
     table = popularity_table(args.dataset, outcome, cfgs, args.seeds, missing)
-    table.write(stem)
+    table.write(stem, {"dataset": args.dataset, **outcome})
     plot_popularity(stem.with_suffix(".png"), args.dataset, outcome)
-    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, **outcome}, indent=1) + "\n")
     print(table.markdown())
     return 0
 

@@ -15,6 +15,8 @@ from typing import Sequence
 import matplotlib
 import numpy as np
 
+from lgmrec_jax import jsonio
+
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -72,8 +74,9 @@ class Table:
             out.append(flat)
         return names, out
 
-    def write(self, stem: Path) -> tuple[Path, Path]:
-        """Writes <stem>.md and <stem>.csv; returns both paths."""
+    def write(self, stem: Path, payload: dict | None = None, **json_kwargs) -> tuple[Path, Path]:
+        """Writes <stem>.md and <stem>.csv, and `payload` (the full per-seed provenance behind the table) as
+        <stem>.json when given (jsonio.write_json; `json_kwargs` go to json.dumps); returns the .md and .csv paths."""
         stem = Path(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
         md, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
@@ -83,6 +86,8 @@ class Table:
             writer = csv.DictWriter(f, fieldnames=names)
             writer.writeheader()
             writer.writerows(rows)
+        if payload is not None:
+            jsonio.write_json(stem.with_suffix(".json"), payload, indent=1, **json_kwargs)
         return md, csv_path
 
 

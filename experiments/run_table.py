@@ -359,9 +359,9 @@ def main(argv=None) -> int:
             missing[model] = f"{type(e).__name__}: {e}"
     table = main_table(args.dataset, outcomes, args.seeds, cfgs, missing, args.grid)
     stem = args.out / (args.name or f"main_{args.dataset}")
-    md, csv_path = table.write(stem)
-    _write_json(stem.with_suffix(".json"), {"dataset": args.dataset, "seeds": args.seeds, "grid": args.grid,
-                                            "missing": missing, "outcomes": outcomes})
+    # The .json holds the full provenance: every candidate's per-seed results and run directories.
+    md, csv_path = table.write(stem, {"dataset": args.dataset, "seeds": args.seeds, "grid": args.grid,
+                                      "missing": missing, "outcomes": outcomes}, default=float)
     _plot_main(stem.with_suffix(".png"), args.dataset, outcomes)
     print(table.markdown())
     print(f"wrote {md}, {csv_path}, {stem.with_suffix('.json')}, {stem.with_suffix('.png')}")
@@ -377,11 +377,6 @@ def _plot_main(path: Path, dataset: str, outcomes: dict) -> None:
                             {m: ([c[k][0] for k in METRICS], [c[k][1] for k in METRICS])
                              for m, c in zip(labels, chosen)},
                             "metric", "test score (mean ± std over seeds)", f"{dataset}: test at best valid epoch")
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Full provenance next to the table: every candidate's per-seed results and run directories."""
-    path.write_text(jsonio.dumps(payload, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ import numpy as np
 from lgmrec_jax import parallel
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import sampler, synthetic
+from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.evaluation import Evaluator
 from lgmrec_jax.graph.sparse import CSR, Blocks, SparseMatrix
-from lgmrec_jax.models import MODEL_MODULES
-from lgmrec_jax.train import Trainer, sampler_key
+from lgmrec_jax.models import MODEL_MODULES, get_model
+from lgmrec_jax.train import (Trainer, TrainState, make_epoch_programs, make_optimizer, make_train_step,
+                              sampler_key)
 
 MIB = 2**20
 # ~10× Amazon Electronics (192,403 users, 63,001 items, 1,689,188 interactions; SPEC §5.1): the compile-only row.
@@ -48,10 +51,11 @@ HUGE = {"n_users": 2_000_000, "n_items": 630_000, "n_train": 17_000_000, "widths
 
 
 def shard_mib(tree) -> float:
-    """MiB that the first device holds of the arrays in `tree` (its own shard of each)."""
+    """MiB that one device holds of the arrays in `tree` (its own shard of each); placed arrays and abstract
+    ShapeDtypeStructs with a sharding alike (shards are equal: every split table is padded to divide evenly)."""
     total = 0
     for leaf in jax.tree.leaves(tree):
-        total += leaf.addressable_shards[0].data.nbytes
+        total += int(np.prod(leaf.sharding.shard_shape(leaf.shape))) * np.dtype(leaf.dtype).itemsize
     return total / MIB
 
 
@@ -106,8 +110,6 @@ def previous_train_step(model, model_cfg, optimizer):
 
 def one_device_before_after(model: str, data, steps: int, rounds: int) -> dict:
     """Seconds per step on one device: the previous program vs the current one, interleaved over the same steps."""
-    from lgmrec_jax.train import make_epoch_programs
-
     cfg = load_config(model, data.name, overrides=["train.devices=1", "train.checkpoint_every=0"])
     trainer = Trainer(cfg, data, Path("/nonexistent-unused"), progress=False)
     previous = make_epoch_programs(previous_train_step(trainer.model, cfg.model, trainer.optimizer),
@@ -169,9 +171,6 @@ def abstract_matrix(rows: np.ndarray, cols: np.ndarray, shape, placement, backen
 
 def measure_huge(model: str, n_devices: int) -> dict:
     """Compile-only figures of one train step and one evaluation batch at HUGE size, inputs abstract."""
-    from lgmrec_jax.data.dataset import Dataset
-    from lgmrec_jax.evaluation import Evaluator
-
     rng = np.random.default_rng(0)
     n_users, n_items, n_train = HUGE["n_users"], HUGE["n_items"], HUGE["n_train"]
     users = _power_law(rng, n_users, n_train, 0.6)
@@ -184,9 +183,6 @@ def measure_huge(model: str, n_devices: int) -> dict:
     cfg = load_config(model, "synthetic-elec", overrides=[f"train.devices={n_devices}", "train.backend=bcoo"])
     mesh = parallel.make_mesh(n_devices)
     placement = parallel.Placement(mesh, (n_users, n_items))
-    from lgmrec_jax.models import get_model
-    from lgmrec_jax.train import (TrainState, make_epoch_programs, make_optimizer, make_train_step)
-
     mod = get_model(model)
     n = n_users + n_items
     adj_rows = np.concatenate([users, items + n_users])
@@ -209,13 +205,11 @@ def measure_huge(model: str, n_devices: int) -> dict:
 
     shapes = jax.eval_shape(logical_state)
     shardings = placement.shardings(shapes)
-    state = jax.tree.map(lambda s, sh: _abstract_like(s, sh, placement), shapes, shardings,
-                         is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+    state = placed_abstract(shapes, placement)
     feats_abstract = {}
     if getattr(mod, "READS_FEATURE_INPUTS", True):
-        feats_abstract = {m: _abstract_like(jax.ShapeDtypeStruct(f.shape, jnp.float32),
-                                            placement.shardings(jax.ShapeDtypeStruct(f.shape, jnp.float32)),
-                                            placement) for m, f in feats.items()}
+        feats_abstract = placed_abstract({m: jax.ShapeDtypeStruct(f.shape, jnp.float32) for m, f in feats.items()},
+                                         placement)
     programs = make_epoch_programs(make_train_step(mod, cfg.model, optimizer), parallel.batch_sharded(mesh),
                                    state_sharding=shardings)
     order = jax.ShapeDtypeStruct((n_train,), jnp.int32, sharding=parallel.replicated(mesh))
@@ -224,8 +218,7 @@ def measure_huge(model: str, n_devices: int) -> dict:
                                     n_steps=1).compile()
     row = {"model": model, "scale": "10x-elec", "devices": n_devices,
            **{f"step_{k}": v for k, v in compiled_figures(step).items()}}
-    state_bytes = sum(_shard_bytes(x) for x in jax.tree.leaves((state.params, state.opt_state, feats_abstract)))
-    row["state_mib"] = state_bytes / MIB
+    row["state_mib"] = shard_mib((state.params, state.opt_state, feats_abstract))
     evaluator = Evaluator(data, "valid", cfg.train.topk, cfg.train.eval_batch_size, mesh=mesh)
     emb = {k: jax.ShapeDtypeStruct((placement.padded_rows(c), cfg.model.embedding_size), jnp.float32,
                                    sharding=placement.rows_sharding())
@@ -236,18 +229,18 @@ def measure_huge(model: str, n_devices: int) -> dict:
     return row
 
 
-def _shard_bytes(s) -> int:
-    shape = s.sharding.shard_shape(s.shape)
-    return int(np.prod(shape)) * np.dtype(s.dtype).itemsize
+def placed_abstract(shapes, placement):
+    """A tree of logical ShapeDtypeStructs as placement.place would store it: placed, split tables padded inside
+    Padded nodes."""
+    def one(shape, sharding):
+        if isinstance(sharding, parallel.Padded):
+            padded = (placement.padded_rows(shape.shape[0]),) + tuple(shape.shape[1:])
+            return parallel.Padded(jax.ShapeDtypeStruct(padded, shape.dtype, sharding=sharding.value),
+                                   rows=sharding.rows, sharding=sharding.sharding)
+        return jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding)
 
-
-def _abstract_like(shape, sharding, placement):
-    """A ShapeDtypeStruct as placement.place would store it (padded rows inside a Padded node when split)."""
-    if isinstance(sharding, parallel.Padded):
-        padded = (placement.padded_rows(shape.shape[0]),) + tuple(shape.shape[1:])
-        return parallel.Padded(jax.ShapeDtypeStruct(padded, shape.dtype, sharding=sharding.value), rows=sharding.rows,
-                              sharding=sharding.sharding)
-    return jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding)
+    return jax.tree.map(one, shapes, placement.shardings(shapes),
+                        is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
 
 
 def _lgmrec_graphs(mod, users, items, adj_rows, adj_cols, n, placement, data):

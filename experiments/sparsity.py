@@ -23,7 +23,6 @@ import numpy as np
 from experiments import report
 from experiments.grouped_eval import add_reuse_only_arg, analyse_runs, ranked_batches
 from experiments.run_table import add_common_args, header_notes, load_data, load_model_configs
-from lgmrec_jax import jsonio
 from lgmrec_jax.errors import InputError
 from lgmrec_jax.evaluation import ranking_metrics
 
@@ -119,9 +118,8 @@ def main(argv=None) -> int:
         return 2
     stem = args.out / (args.name or f"sparsity_{args.dataset}")
     table = sparsity_table(args.dataset, outcome, cfgs, args.seeds, missing)
-    table.write(stem)
+    table.write(stem, {"dataset": args.dataset, **outcome})
     plot_sparsity(stem.with_suffix(".png"), args.dataset, outcome)
-    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, **outcome}, indent=1) + "\n")
     print(table.markdown())
     return 0
 

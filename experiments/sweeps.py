@@ -21,7 +21,6 @@ from experiments import report
 from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
                                    load_data, run_seeds, seed_list, select_by_validation, split_overrides,
                                    summarize)
-from lgmrec_jax import jsonio
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -94,10 +93,8 @@ def main(argv=None) -> int:
                      not args.no_reuse, args.progress)
     stem = args.out / (args.name or f"sweep_{args.param}_{MODEL}_{args.dataset}")
     table = sweep_table(args.dataset, args.param, rows, cfg, args.seeds)
-    table.write(stem)
+    table.write(stem, {"dataset": args.dataset, "param": args.param, "rows": rows})
     plot_sweep(stem.with_suffix(".png"), args.dataset, args.param, rows)
-    stem.with_suffix(".json").write_text(jsonio.dumps({"dataset": args.dataset, "param": args.param, "rows": rows},
-                                                    indent=1) + "\n")
     print(table.markdown())
     return 0
 

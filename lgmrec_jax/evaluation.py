@@ -25,8 +25,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
+from lgmrec_jax import parallel
 from lgmrec_jax.data.dataset import Dataset
 
 METRICS = ("recall", "ndcg", "precision", "map")
@@ -52,11 +53,12 @@ class Evaluator:
         self.topk = tuple(sorted(topk))
         self.n_items, self.n_users = data.n_items, data.n_users
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
+        self._placement = None if self.mesh is None else parallel.Placement(self.mesh, ())
         truth = data.split(split)
         self.users = np.unique(truth[:, 0]).astype(np.int32)
         n_batches = -(-len(self.users) // batch_size)
         self.batch_size = batch_size
-        sharding = None if self.mesh is None else NamedSharding(self.mesh, P())  # batches: on every device
+        sharding = None if self.mesh is None else parallel.replicated(self.mesh)  # batches: on every device
         total = n_batches * batch_size
         pad = total - len(self.users)
         users = np.r_[self.users, np.zeros(pad, np.int32)]
@@ -95,14 +97,11 @@ class Evaluator:
                                                n_items=self.n_items, mesh=self.mesh)
 
     def _split_rows(self, x) -> jax.Array:
-        n = self.mesh.size
-        rows = -(-x.shape[0] // n) * n
-        sharding = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
+        rows = self._placement.padded_rows(x.shape[0])
+        sharding = self._placement.rows_sharding()
         if x.shape[0] == rows and isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and x.sharding == sharding:
             return x  # already placed (or an abstract value placed so, for lower_batch)
-        x = np.asarray(x)
-        x = np.pad(x, [(0, rows - x.shape[0]), (0, 0)])
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+        return parallel.put(np.pad(np.asarray(x), [(0, rows - x.shape[0]), (0, 0)]), sharding)
 
 
 @functools.partial(jax.jit, static_argnames=("topk",))
