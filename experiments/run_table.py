@@ -14,7 +14,10 @@ Protocol (SPEC §2, with one deliberate change):
 
 Runs land in <runs-root>/<dataset>/<model>/<config key>/seed<seed>/ where the key hashes the full config minus
 the seed, so re-running the command (or the ablation/sweep/sparsity drivers, which share these helpers) reuses
-finished runs and resumes interrupted ones from their checkpoints instead of training again.
+finished runs and resumes interrupted ones from their checkpoints instead of training again. A run asked for with a
+larger epoch cap than a finished run of the same config and seed is that run extended: it is copied to the new key
+and resumed with the larger cap (`train_and_evaluate(..., extend=True)`), so a run its cap cut short trains on and
+one that stopped early is reported as it is. This is exact because the cap only decides when the loop stops.
 
 Seeds run one after another, each a normal run. `jax.vmap` of the trainer's own train_step over a leading seed
 axis does work unchanged (probe: params equal the sequential runs to 2e-7), but it is not used: (1) a seed axis
@@ -38,7 +41,7 @@ import time
 from pathlib import Path
 
 from experiments import paper_results, report
-from lgmrec_jax import jsonio
+from lgmrec_jax import jsonio, rundir
 from lgmrec_jax.config import ConfigError, RunConfig, load_config
 
 RUNS_ROOT = Path("runs/experiments")
@@ -83,13 +86,39 @@ def run_one(cfg: RunConfig, data, root: Path = RUNS_ROOT, reuse: bool = True, pr
         result = json.loads((directory / "results.json").read_text())
         return {**result, "run_dir": str(directory), "reused": True}
     resume = reuse and matches and any((directory / "checkpoints").glob("[0-9]*"))
+    shorter = None if resume or not reuse else shorter_run(root, cfg)
     if directory.exists() and not resume:
         shutil.rmtree(directory)  # a stale or mismatching run: start clean so old checkpoints cannot leak in
+    if shorter is not None:
+        # results.json is left behind so that a kill during the extension leaves an unfinished run, resumed next time
+        shutil.copytree(shorter, directory, ignore=shutil.ignore_patterns(rundir.LOCK_NAME, "results.json"))
     t0 = time.perf_counter()
-    result = train_and_evaluate(cfg, data, directory, resume=resume, progress=progress)
-    result["wall_seconds"] = time.perf_counter() - t0
+    result = train_and_evaluate(cfg, data, directory, resume=resume or shorter is not None, progress=progress,
+                                extend=shorter is not None)
+    result["wall_seconds"] = time.perf_counter() - t0  # of this invocation only (an extension's, not the whole run)
+    if shorter is not None:
+        result["extended_from"] = str(shorter)
     jsonio.write_json(directory / "results.json", result)
     return {**result, "run_dir": str(directory), "reused": False}
+
+
+def shorter_run(root: Path, cfg: RunConfig) -> Path | None:
+    """The finished run (with checkpoints) of `cfg`'s config and seed under a smaller epoch cap, the largest such
+    cap; None when there is none."""
+    wanted = json.loads(json.dumps(cfg.to_dict()))
+    cap = wanted["train"].pop("epochs")
+    best, best_cap = None, 0
+    for saved in sorted((Path(root) / cfg.dataset / cfg.model_name).glob(f"*/seed{cfg.train.seed}/config.json")):
+        directory = saved.parent
+        try:
+            other = json.loads(saved.read_text())
+            other_cap = other["train"].pop("epochs")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # not a run this can extend; run_one never reads it
+        finished = (directory / "results.json").exists() and rundir.checkpoint_epochs(directory)
+        if other == wanted and best_cap < other_cap < cap and finished:
+            best, best_cap = directory, other_cap
+    return best
 
 
 def _same_config(directory: Path, cfg: RunConfig) -> bool:

@@ -1,7 +1,9 @@
 """Command line: `python -m lgmrec_jax.cli train --model lgmrec --dataset clothing [--set model.alpha=0.3 ...]`.
 
 `make train MODEL=... DATASET=... ARGS='...'` calls this. Runs land in runs/<model>-<dataset>-<time>/;
-`--resume RUN_DIR` continues a stopped run from its last checkpoint with the config saved there.
+`--resume RUN_DIR` continues a stopped run from its last checkpoint with the config saved there; with
+`--extend-to N` it also raises the run's epoch cap to N (a run cut short by its cap trains on, exactly as a run
+started with the larger cap would have).
 `recommend --run RUN_DIR --users 1 2` and `export --run RUN_DIR --out DIR` use a finished run (lgmrec_jax/recommend.py).
 
 Errors become one or two lines on stderr naming the file, line, key or id at fault, with exit code 2 for bad input and
@@ -12,6 +14,7 @@ config are checked before anything heavy is imported, so a mistake is reported a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -41,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="overrides, e.g. model.alpha=0.3 train.epochs=50")
     train.add_argument("--workdir", type=Path, help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--extend-to", type=int, metavar="EPOCHS",
+                       help="with --resume: raise the run's train.epochs cap to EPOCHS and go on training")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host TPU pod slices)")
@@ -141,8 +146,13 @@ def cmd_train(args) -> int:
                              f"{', '.join(given)} cannot be combined with it (start a new run to change settings)")
         rundir.check_resumable(args.resume)
         cfg = load_saved_config(args.resume / "config.json")
+        if args.extend_to is not None:
+            cfg = extended_config(cfg, args.extend_to, args.resume)
         workdir = args.resume
     else:
+        if args.extend_to is not None:
+            raise InputError("--extend-to raises the epoch cap of an existing run: give it with --resume RUN_DIR "
+                             "(for a new run use --set train.epochs=N)")
         cfg = load_config(args.model or DEFAULT_MODEL, args.dataset or DEFAULT_DATASET, args.config, args.overrides)
         workdir = args.workdir or Path(cfg.train.runs_dir) / f"{cfg.model_name}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         rundir.check_fresh(workdir)  # again under the run's lock; checked here so a refusal comes before any work
@@ -162,9 +172,18 @@ def cmd_train(args) -> int:
     check_fits_data(cfg, data.n_items, data.modalities)
     from lgmrec_jax.train import train_and_evaluate  # flax, optax, orbax: once the inputs are known to be good
     print(f"run directory: {workdir}")
-    result = train_and_evaluate(cfg, data, workdir, resume=bool(args.resume), progress=not args.no_progress)
+    result = train_and_evaluate(cfg, data, workdir, resume=bool(args.resume), progress=not args.no_progress,
+                                extend=args.extend_to is not None)
     print_result(result)
     return 0
+
+
+def extended_config(cfg, epochs: int, run: Path):
+    """The saved config with a larger epoch cap (checked before anything is loaded)."""
+    if epochs <= cfg.train.epochs:
+        raise InputError(f"--extend-to {epochs}: the run in {run} already has train.epochs = {cfg.train.epochs}; "
+                         "give a larger cap (plain --resume continues up to the saved one)")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
 
 
 def print_result(result: dict) -> None:

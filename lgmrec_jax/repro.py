@@ -131,14 +131,17 @@ def write_card(run_dir: str | Path, cfg, data, dataset_dir: Path | None = None) 
     return jsonio.write_json(Path(run_dir) / "repro.json", reproduction_card(cfg, data, dataset_dir))
 
 
-def record_resume(run_dir: str | Path) -> Path | None:
+def record_resume(run_dir: str | Path, extended: dict | None = None) -> Path | None:
     """Appends the code, machine and command of a resumption to repro.json's "resumed" list (the original card
-    is kept: it describes how the run started). Returns None when the run has no card to append to."""
+    is kept: it describes how the run started). `extended` ({"train.epochs": [old, new]}) records a resumption
+    that raised the epoch cap. Returns None when the run has no card to append to."""
     path = Path(run_dir) / "repro.json"
     if not path.exists():
         return None
     card = jsonio.read_json(path, "reproduction card")
-    card.setdefault("resumed", []).append({
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": sys.argv,
-        "git": git_state(), "source": source_fingerprint(), "environment": environment()})
+    entry = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": sys.argv,
+             "git": git_state(), "source": source_fingerprint(), "environment": environment()}
+    if extended:
+        entry["extended"] = extended
+    card.setdefault("resumed", []).append(entry)
     return jsonio.write_json(path, card)

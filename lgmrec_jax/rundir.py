@@ -129,12 +129,14 @@ class RunLock:
             self._fd = None
 
 
-def check_matches_record(workdir: Path, cfg, data, use: str = "--resume") -> list[str]:
+def check_matches_record(workdir: Path, cfg, data, use: str = "--resume", extend: bool = False) -> list[str]:
     """Refuses to resume (or, with `use`, to use the run otherwise) when the config or the data differ from those
-    recorded in repro.json at the start.
+    recorded in repro.json at the start (and by earlier extensions, see below).
 
-    Keys added to the config since the run started are not compared (they take their defaults). Returns warnings
-    (e.g. that the run has no record to compare with).
+    Keys added to the config since the run started are not compared (they take their defaults). With `extend`,
+    train.epochs may be larger than recorded: the epoch cap only says when the loop stops (no schedule reads it),
+    so a run continued past its cap is the run a larger cap would have trained. Returns warnings (e.g. that the run
+    has no record to compare with).
     """
     from lgmrec_jax.repro import dataset_fingerprint  # imports jax; this module stays light for the CLI
 
@@ -146,7 +148,10 @@ def check_matches_record(workdir: Path, cfg, data, use: str = "--resume") -> lis
         card = jsonio.read_json(path, "reproduction card")
         recorded_cfg, recorded_data = card["config"], card["data"]
         recorded_hash = recorded_data["content_sha256"]
-    except (InputError, KeyError, TypeError) as e:
+        recorded_epochs = recorded_cfg["train"]["epochs"]
+        for resumption in card.get("resumed", []):  # earlier extensions raised the cap the run now continues with
+            recorded_epochs = resumption.get("extended", {}).get("train.epochs", [None, recorded_epochs])[1]
+    except (InputError, KeyError, TypeError, IndexError) as e:
         raise RunDirError(f"{path} is damaged ({e}), so the config and data cannot be checked against the run's "
                           "start; restore the file, or move it away to resume without the check") from None
     now = jsonio.to_strict(cfg.to_dict())
@@ -154,6 +159,10 @@ def check_matches_record(workdir: Path, cfg, data, use: str = "--resume") -> lis
                if key in ("model_name", "dataset") and now.get(key) != old]
     for section in ("model", "train"):
         for key, old in (recorded_cfg.get(section) or {}).items():
+            if section == "train" and key == "epochs":
+                old = recorded_epochs
+                if extend and now[section][key] > old:
+                    continue
             if now[section].get(key, old) != old:
                 changed.append(f"{section}.{key}: {old!r} → {now[section][key]!r}")
     if changed:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from lgmrec_jax import jsonio, parallel, precision, rundir
 from lgmrec_jax.checkpoint import Checkpointer
-from lgmrec_jax.config import RunConfig, save_config
+from lgmrec_jax.config import RunConfig, load_saved_config, save_config
 from lgmrec_jax.data import sampler
 from lgmrec_jax.data.dataset import Dataset
 from lgmrec_jax.errors import Failure
@@ -226,28 +226,34 @@ class Trainer:
         key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.train.seed), EVAL_KEY_OFFSET + epoch)
         return evaluator(*self.embed(params, self.graphs, self.feats, key))
 
-    def run(self, resume: bool = False) -> dict:
+    def run(self, resume: bool = False, extend: bool = False) -> dict:
         """Trains (or, with `resume`, continues) the run in `workdir` under its lock (lgmrec_jax/rundir.py).
 
+        `extend` (with `resume`) lets `cfg.train.epochs` exceed the run's cap: a run stopped by its cap goes on
+        training, one stopped early stays as it is. config.json takes the new cap; repro.json records the change.
         A directory that will be refused is checked before anything is written into it, and checked again once
         the lock is held (another process may have started in between)."""
         check = rundir.check_resumable if resume else rundir.check_fresh
         check(self.workdir)
         with rundir.RunLock(self.workdir) as lock:
             check(self.workdir)
+            extended = None
             if resume:
-                for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data):
+                for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data, extend=extend):
                     print(f"warning: {warning}", file=sys.stderr)
+                cap = load_saved_config(self.workdir / "config.json").train.epochs
+                if extend and self.cfg.train.epochs > cap:
+                    extended = {"train.epochs": [cap, self.cfg.train.epochs]}
             lock.announce()
             if not resume:
                 save_config(self.cfg, self.workdir / "config.json")
                 write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git state
             try:
-                return self._run(resume)
+                return self._run(resume, extended)
             except FloatingPointError as e:
                 raise _diverged(e, self.cfg, self.workdir) from None
 
-    def _run(self, resume: bool) -> dict:
+    def _run(self, resume: bool, extended: dict | None = None) -> dict:
         tc = self.cfg.train
         log_path = self.workdir / "metrics.jsonl"
         ckpt = Checkpointer(self.workdir / "checkpoints") if tc.checkpoint_every else None
@@ -264,7 +270,9 @@ class Trainer:
                 loop["best_score"] = -math.inf
             state = self.placement.place(state)
             _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
-            record_resume(self.workdir)  # repro.json keeps the start's card and lists each resumption
+            record_resume(self.workdir, extended)  # repro.json keeps the start's card and lists each resumption
+            if extended:
+                save_config(self.cfg, self.workdir / "config.json")  # a later --resume continues with the new cap
 
         bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
                    desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")
@@ -347,8 +355,8 @@ class Trainer:
 
 
 def train_and_evaluate(cfg: RunConfig, data: Dataset, workdir: str | Path, resume: bool = False,
-                       progress: bool = True) -> dict:
-    return Trainer(cfg, data, Path(workdir), progress=progress).run(resume=resume)
+                       progress: bool = True, extend: bool = False) -> dict:
+    return Trainer(cfg, data, Path(workdir), progress=progress).run(resume=resume, extend=extend)
 
 
 def _truncate_log(path: Path, next_epoch: int) -> None:

@@ -1,5 +1,6 @@
 """The command line as a user meets it: missing datasets fail loudly, never train on something else."""
 
+import json
 import subprocess
 import sys
 
@@ -32,3 +33,6 @@ def test_trains_and_resumes_from_the_command_line(tmp_path):
     assert "popularity (test)" in proc.stdout and (run / "results.json").exists()
     again = run_cli("train", "--resume", str(run), "--no-progress", cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # already finished: restores and re-reports
+    longer = run_cli("train", "--resume", str(run), "--extend-to", "3", "--no-progress", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((run / "results.json").read_text())["epochs_run"] == 3

@@ -211,6 +211,11 @@ def test_resume_arguments(run_copy, tmp_path):
            "--set cannot be combined with it")
     expect("train --resume RUN --model ...", cli(*TRAIN, "--resume", run_copy, "--model", "gume"), 2,
            "--model cannot be combined with it")
+    expect("train --extend-to without --resume", cli(*TRAIN, *TINY, "--extend-to", "9"), 2,
+           "--extend-to raises the epoch cap of an existing run: give it with --resume RUN_DIR")
+    cap = json.loads((run_copy / "config.json").read_text())["train"]["epochs"]
+    expect("train --resume RUN --extend-to (not larger)", cli(*TRAIN, "--resume", run_copy, "--extend-to", cap), 2,
+           f"--extend-to {cap}: the run in {run_copy} already has train.epochs = {cap}; give a larger cap")
     expect("train --resume missing dir", cli(*TRAIN, "--resume", tmp_path / "nope"), 2,
            f"--resume {tmp_path / 'nope'}: no such run directory")
     (tmp_path / "empty").mkdir()

@@ -69,6 +69,28 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     assert resumed["test"] == straight["test"] and resumed["best_epoch"] == straight["best_epoch"]
 
 
+def test_extending_a_capped_run_equals_a_run_with_the_larger_cap(data, tmp_path):
+    long = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=6"])
+    straight = train_lib.train_and_evaluate(long, data, tmp_path / "straight", progress=False)
+    short = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=3"])
+    run = tmp_path / "run"
+    assert train_lib.train_and_evaluate(short, data, run, progress=False)["epochs_run"] == 3
+    with pytest.raises(RunDirError, match=r"config differs .*train.epochs: 3 → 6"):  # plain resume: refused
+        train_lib.train_and_evaluate(long, data, run, resume=True, progress=False)
+
+    extended = train_lib.train_and_evaluate(long, data, run, resume=True, extend=True, progress=False)
+    assert records(run) == records(tmp_path / "straight")
+    assert extended["test"] == straight["test"] and extended["best_epoch"] == straight["best_epoch"]
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 6
+    card = json.loads((run / "repro.json").read_text())
+    assert card["config"]["train"]["epochs"] == 3 and card["resumed"][-1]["extended"] == {"train.epochs": [3, 6]}
+    # The extended run is now a 6-epoch run: a plain resume accepts it, a smaller cap is refused even with extend.
+    train_lib.train_and_evaluate(long, data, run, resume=True, progress=False)
+    with pytest.raises(RunDirError, match=r"train.epochs: 6 → 4"):
+        four = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=4"])
+        train_lib.train_and_evaluate(four, data, run, resume=True, extend=True, progress=False)
+
+
 def test_resume_without_checkpoint_is_an_error(data, tmp_path):
     cfg = load_config("lightgcn", "synthetic-tiny", overrides=OVERRIDES + ["train.epochs=1",
                                                                           "train.checkpoint_every=0"])

@@ -103,3 +103,27 @@ def test_full_product_of_the_authors_ranges_is_refused():
     assert run_table.restrict_grid(cfg, ["hyper_num"]) == {"hyper_num": list(cfg.grid["hyper_num"])}
     with pytest.raises(ConfigError, match="hyper_nmu"):
         run_table.restrict_grid(cfg, ["hyper_nmu"])
+
+
+def test_a_larger_cap_extends_the_finished_shorter_run(tmp_path):
+    from lgmrec_jax.data import synthetic
+    data = synthetic.generate("tiny", seed=1)
+    base = ["train.train_batch_size=512", "train.eval_batch_size=256", "train.seed=4"]
+    cfg = lambda epochs: load_config("lightgcn", "synthetic-tiny", overrides=base + [f"train.epochs={epochs}"])
+    short = run_table.run_one(cfg(2), data, tmp_path / "runs")
+    short_files = {p: p.read_bytes() for p in Path(short["run_dir"]).rglob("*") if p.is_file() and p.name != ".lock"}
+    straight = run_table.run_one(cfg(4), data, tmp_path / "straight")
+    assert "extended_from" not in straight
+
+    extended = run_table.run_one(cfg(4), data, tmp_path / "runs")
+    assert extended["extended_from"] == short["run_dir"] and extended["run_dir"] != short["run_dir"]
+    assert extended["epochs_run"] == 4 and extended["test"] == straight["test"]
+    assert extended["best_epoch"] == straight["best_epoch"]
+    logged = lambda d: [{k: v for k, v in json.loads(line).items() if not k.endswith("_seconds")}
+                        for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+    assert logged(extended["run_dir"]) == logged(straight["run_dir"])
+    # The shorter run is left exactly as it was; asking again reuses the extended run.
+    assert {p: p.read_bytes() for p in short_files} == short_files
+    assert run_table.run_one(cfg(4), data, tmp_path / "runs")["reused"]
+    assert run_table.shorter_run(tmp_path / "runs", cfg(3)) == Path(short["run_dir"])
+    assert run_table.shorter_run(tmp_path / "runs", cfg(2)) is None  # not smaller than itself
