@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lgmrec_jax import parallel
+from lgmrec_jax.graph import partitioned
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import sampler, synthetic
 from lgmrec_jax.data.dataset import Dataset
@@ -144,11 +145,13 @@ def _power_law(rng, n: int, size: int, exponent: float = 1.1) -> np.ndarray:
     return rng.permutation(n)[ids]
 
 
-def _abstract_blocks(row_counts: np.ndarray, n_cols: int, n_blocks: int, sharding) -> tuple[CSR, int, int]:
-    """Shapes of the row-blocked CSR (graph/partitioned.row_blocks) for a matrix with these nonzeros per row."""
-    r = -(-len(row_counts) // n_blocks)
-    padded = np.pad(row_counts, (0, r * n_blocks - len(row_counts)))
-    per_block = padded.reshape(n_blocks, r).sum(axis=1)
+def _abstract_blocks(row_counts: np.ndarray, n_cols: int, n_blocks: int, sharding,
+                     layout: np.ndarray | None = None) -> tuple[CSR, int, int]:
+    """Shapes of the row-blocked CSR (graph/partitioned.row_blocks, same `layout`) for a matrix with these nonzeros
+    per row."""
+    layout = partitioned.cyclic_layout(len(row_counts), n_blocks) if layout is None else layout
+    r = layout.shape[1]
+    per_block = np.where(layout >= 0, row_counts[np.maximum(layout, 0)], 0).sum(axis=1)
     width = int(per_block.max())
     spill = max(1, -(-int(width - per_block.min()) // n_cols))
 
@@ -160,13 +163,19 @@ def _abstract_blocks(row_counts: np.ndarray, n_cols: int, n_blocks: int, shardin
     return csr, r, spill
 
 
-def abstract_matrix(rows: np.ndarray, cols: np.ndarray, shape, placement, backend: str = "bcoo") -> SparseMatrix:
+def abstract_matrix(rows: np.ndarray, cols: np.ndarray, shape, placement, backend: str = "bcoo",
+                    nodes: tuple[int, int] | None = None) -> SparseMatrix:
+    """The placed SparseMatrix partition() would give, as shapes; `nodes` = (users, items) for a node adjacency."""
     n = placement.mesh.size
     sharding = placement.rows_sharding()
-    fwd, r_f, s_f = _abstract_blocks(np.bincount(rows, minlength=shape[0]), shape[1], n, sharding)
-    bwd, r_b, s_b = _abstract_blocks(np.bincount(cols, minlength=shape[1]), shape[0], n, sharding)
-    return SparseMatrix(fwd=fwd, bwd=bwd, shape=shape, backend=backend,
-                        blocks=Blocks(placement.mesh, parallel.DATA_AXIS, (r_f, r_b), (s_f, s_b)))
+    layout, node_rows, n_cols = None, None, shape
+    if nodes is not None:
+        layout, _, node_rows = partitioned.node_layout(*nodes, n)
+        n_cols = (layout.size, layout.size)
+    fwd, r_f, s_f = _abstract_blocks(np.bincount(rows, minlength=shape[0]), n_cols[1], n, sharding, layout)
+    bwd, r_b, s_b = _abstract_blocks(np.bincount(cols, minlength=shape[1]), n_cols[0], n, sharding, layout)
+    return SparseMatrix(fwd=fwd, bwd=bwd, shape=shape, backend=backend, nodes=nodes,
+                        blocks=Blocks(placement.mesh, parallel.DATA_AXIS, (r_f, r_b), (s_f, s_b), node_rows))
 
 
 def measure_huge(model: str, n_devices: int) -> dict:
@@ -188,7 +197,8 @@ def measure_huge(model: str, n_devices: int) -> dict:
     adj_rows = np.concatenate([users, items + n_users])
     adj_cols = np.concatenate([items + n_users, users])
     graphs_by_model = {
-        "lightgcn": lambda: {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement)},
+        "lightgcn": lambda: {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement,
+                                                    nodes=(n_users, n_items))},
         "lgmrec": lambda: _lgmrec_graphs(mod, users, items, adj_rows, adj_cols, n, placement, data),
         "gume": lambda: _gume_graphs(rng, users, items, n, placement, cfg.model.knn_k),
     }
@@ -245,7 +255,7 @@ def placed_abstract(shapes, placement):
 
 def _lgmrec_graphs(mod, users, items, adj_rows, adj_cols, n, placement, data):
     n_users, n_items = data.n_users, data.n_items
-    return mod.Graphs(adj=abstract_matrix(adj_rows, adj_cols, (n, n), placement),
+    return mod.Graphs(adj=abstract_matrix(adj_rows, adj_cols, (n, n), placement, nodes=(n_users, n_items)),
                       inter=abstract_matrix(users, items, (n_users, n_items), placement),
                       inv_user_degree=jax.ShapeDtypeStruct((n_users,), jnp.float32,
                                                            sharding=parallel.replicated(placement.mesh)),
@@ -262,7 +272,7 @@ def _gume_graphs(rng, users, items, n, placement, k):
     adj_rows = np.concatenate([users, items + n_users, sem])
     adj_cols = np.concatenate([items + n_users, users, rng.integers(0, n_items, sem.size) + n_users])
     knn = abstract_matrix(knn_rows, knn_cols, (n_items, n_items), placement)
-    return {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement),
+    return {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement, nodes=(n_users, n_items)),
             "r_hat": abstract_matrix(users, items, (n_users, n_items), placement),
             "knn": {"image": knn, "text": knn}}
 

@@ -5,7 +5,8 @@ runs this file as a script. On a synthetic set whose user and item counts (237, 
 every split table is padded, it trains LightGCN, LGMRec and GUME through the real Trainer for two epochs on meshes of
 1, 2 and 8 devices, and runs a short `Trainer.run()` (validation every epoch, checkpoints, best-epoch test) on each.
 It also multiplies random sparse matrices split into row blocks against the plain product, for all three backends,
-forward and backward. The tests here compare the numbers it writes.
+forward and backward, and a user-item adjacency in the blocked node layout (operand built by join, result taken
+apart by split) against the plain one. The tests here compare the numbers it writes.
 
 What may differ: the gradient of a split table is summed in a different order (partial sums over devices), so
 parameters agree to float rounding: measured max relative difference (‖Δ‖/‖p‖ per leaf) is printed by the test and
@@ -92,6 +93,41 @@ def _sparse_products(out: dict) -> None:
             errors[f"{backend}/{n}"] = [abs(float(got - want)) / abs(float(want)),
                                         float(jnp.linalg.norm(got_grad - want_grad) / jnp.linalg.norm(want_grad))]
     out["sparse"] = errors
+    out["node_adjacency"] = _node_adjacency_products()
+
+
+def _node_adjacency_products() -> dict:
+    """Â in the blocked node layout: split(Â @ join(users, items)) against the plain product, value and gradient."""
+    import jax
+    import jax.numpy as jnp
+
+    from lgmrec_jax import parallel
+    from lgmrec_jax.graph import normalized_adjacency
+
+    rng = np.random.default_rng(1)
+    n_users, n_items = 23, 13  # indivisible by 2 and 8: both tables padded
+    train = np.stack([rng.integers(0, n_users, 90), rng.integers(0, n_items - 1, 90)], axis=1)
+    train[:20, 0] = 4  # a heavy user; the last item has no interaction (an empty row)
+    users = jnp.asarray(rng.normal(size=(n_users, 8)), jnp.float32)
+    items = jnp.asarray(rng.normal(size=(n_items, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(n_users + n_items, 8)), jnp.float32)
+    errors = {}
+    for backend in ("bcoo", "bcsr", "segment_sum"):
+        adj = normalized_adjacency(n_users, n_items, train, backend=backend)
+
+        def loss(m, u, i):
+            u2, i2 = m.split(m @ (m @ m.join(u, i)))
+            return jnp.sum(jnp.tanh(jnp.concatenate([u2, i2])) * w)
+
+        want, want_grads = jax.value_and_grad(loss, argnums=(1, 2))(adj, users, items)
+        for n in (2, 8):
+            placement = parallel.Placement(parallel.make_mesh(n), (n_users, n_items))
+            split = placement.place_graphs({"adj": adj})["adj"]
+            assert split.node_layout and split.operand_rows > n_users + n_items
+            got, got_grads = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)))(split, users, items)
+            errors[f"{backend}/{n}"] = [abs(float(got - want)) / abs(float(want))] + [
+                float(jnp.linalg.norm(g - h) / jnp.linalg.norm(h)) for g, h in zip(got_grads, want_grads)]
+    return errors
 
 
 def _split_tables(state) -> int:
@@ -143,6 +179,13 @@ def test_split_sparse_products_equal_plain_ones(facts):
     _, f = facts
     for name, (value_err, grad_err) in f["sparse"].items():
         assert value_err < 1e-6 and grad_err < 1e-6, (name, value_err, grad_err)
+
+
+def test_node_layout_products_equal_plain_ones(facts):
+    _, f = facts
+    assert len(f["node_adjacency"]) == 6  # 3 backends × 2 and 8 devices
+    for name, errs in f["node_adjacency"].items():
+        assert max(errs) < 1e-6, (name, errs)
 
 
 @pytest.mark.parametrize("model", MODELS)

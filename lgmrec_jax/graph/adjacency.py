@@ -32,7 +32,8 @@ def normalized_adjacency(n_users: int, n_items: int, train: np.ndarray, item_ite
     degree = np.bincount(rows, minlength=n).astype(np.float64)
     inv_sqrt = np.zeros(n)
     np.divide(1.0, np.sqrt(degree), out=inv_sqrt, where=degree > 0)
-    return from_coo(rows, cols, inv_sqrt[rows] * inv_sqrt[cols], (n, n), backend)
+    return from_coo(rows, cols, inv_sqrt[rows] * inv_sqrt[cols], (n, n), backend).replace(
+        nodes=(int(n_users), int(n_items)))
 
 
 def user_degree(n_users: int, train: np.ndarray, n_items: int) -> np.ndarray:

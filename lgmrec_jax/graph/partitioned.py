@@ -12,6 +12,16 @@ So each device does 1/n of the multiply-adds and stores 1/n of the nonzeros; the
 64-wide dense operand per product (and one per backward product). The all-gather is not written here: the local
 product is a `shard_map` whose operand is declared replicated, and GSPMD gathers it from wherever it lives.
 
+A node adjacency (Â over users then items, `SparseMatrix.nodes` set) is split differently, in the blocked node
+layout: device b holds its own users [b·ru, (b+1)·ru) followed by its own items [b·ri, (b+1)·ri), the same rows as
+its shards of the user and item tables (parallel.py), zero-padded to ru + ri rows. Rows and columns of Â are
+renumbered into that layout, so the operand `join(users, items)` and the result's `split(x)` are local reshapes and
+the product's output needs no reordering. Without it a model builds the operand by concatenating the two tables, a
+row offset that matches neither table's shard boundaries: GSPMD then moves rows between devices with masks,
+dynamic slices and permutes, and for LightGCN that overhead outweighed the product itself (BENCHMARKS.md).
+Users and items each get ⌈count / n⌉ rows per device, so every device holds the same mix of sparse user rows and
+dense item rows, which the cyclic dealing achieves for other matrices.
+
 Blocks have equal shapes, so their nonzeros are padded to the largest block's count. The padding entries have value
 0 and sit in extra "spill" rows after each block's real rows, at distinct columns, so every block stays a valid
 sorted, duplicate-free CSR for all three backends; the spill rows' outputs are dropped. Padding therefore never
@@ -30,37 +40,69 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from lgmrec_jax.graph import sparse
 
 
-def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int) -> tuple[sparse.CSR, int, int]:
+def cyclic_layout(n_rows: int, n_blocks: int) -> np.ndarray:
+    """[n_blocks, r] source rows of each block's local rows (-1: empty): block b holds rows b, b + n, b + 2n, …
+
+    Contiguous ranges would give the blocks very different work (in Â the item rows are several times denser than
+    the user rows, and they sit together at the end); dealt out, every block gets the same mix."""
+    r = -(-n_rows // n_blocks)
+    layout = np.arange(r * n_blocks).reshape(r, n_blocks).T
+    return np.where(layout < n_rows, layout, -1)
+
+
+def node_positions(n_users: int, n_items: int, n_blocks: int) -> tuple[np.ndarray, int, int]:
+    """(position of each node [U + I] in the blocked node layout, user rows per block, item rows per block)."""
+    ru, ri = -(-n_users // n_blocks), -(-n_items // n_blocks)
+    users, items = np.arange(n_users), np.arange(n_items)
+    pos = np.concatenate([(users // ru) * (ru + ri) + users % ru, (items // ri) * (ru + ri) + ru + items % ri])
+    return pos, ru, ri
+
+
+def node_layout(n_users: int, n_items: int, n_blocks: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(layout [n_blocks, ru + ri] of node ids, -1 for padding; node → position; (ru, ri))."""
+    pos, ru, ri = node_positions(n_users, n_items, n_blocks)
+    layout = np.full(n_blocks * (ru + ri), -1)
+    layout[pos] = np.arange(pos.size)
+    return layout.reshape(n_blocks, ru + ri), pos, (ru, ri)
+
+
+def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int, layout: np.ndarray | None = None,
+               col_map: np.ndarray | None = None) -> tuple[sparse.CSR, int, int]:
     """(stacked CSR with a leading block axis, rows per block r, spill rows per block) on the host.
 
-    Rows are dealt out cyclically: block b holds rows b, b + n, b + 2n, … as its local rows 0, 1, 2, … Contiguous
-    ranges would give the blocks very different work (in Â the item rows are several times denser than the user
-    rows, and they sit together at the end); dealt out, every block gets the same mix."""
+    `layout` [n_blocks, r] names the source row of each block's local row (-1: an empty row); cyclic by default.
+    `col_map` renumbers the columns (then `n_cols` is the renumbered operand's row count)."""
+    layout = cyclic_layout(n_rows, n_blocks) if layout is None else np.asarray(layout)
     indptr = np.asarray(csr.indptr, dtype=np.int64)
     indices = np.asarray(csr.indices)
     data = np.asarray(csr.data)
     degree = np.diff(indptr)
-    r = -(-n_rows // n_blocks)
-    members = [np.arange(b, n_rows, n_blocks) for b in range(n_blocks)]
-    counts = np.array([int(degree[rows].sum()) for rows in members])
+    r = layout.shape[1]
+    safe = np.maximum(layout, 0)
+    per_row = np.where(layout >= 0, degree[safe], 0)  # [n_blocks, r]
+    counts = per_row.sum(axis=1)
     width = max(1, int(counts.max(initial=0)))
     # Enough spill rows that the padding of the emptiest block fits at distinct columns.
     spill = max(1, -(-int(width - counts.min(initial=0)) // n_cols))
-    local_rows = r + spill
     out_data = np.zeros((n_blocks, width), np.float32)
     out_indices = np.zeros((n_blocks, width), np.int32)
-    out_indptr = np.zeros((n_blocks, local_rows + 1), np.int32)
+    out_indptr = np.zeros((n_blocks, r + spill + 1), np.int32)
     out_row_ids = np.zeros((n_blocks, width), np.int32)
-    for b, rows in enumerate(members):
-        nnz, per_row = counts[b], degree[rows]
-        local_ptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(per_row, out=local_ptr[1:])
-        source = np.repeat(indptr[rows] - local_ptr[:-1], per_row) + np.arange(nnz)  # positions in the full CSR
-        out_data[b, :nnz] = data[source]
-        out_indices[b, :nnz] = indices[source]
-        out_indptr[b, :len(rows) + 1] = local_ptr
-        out_indptr[b, len(rows) + 1:r + 1] = nnz  # local rows past the matrix's end are empty
-        out_row_ids[b, :nnz] = np.repeat(np.arange(len(rows)), per_row)
+    for b in range(n_blocks):
+        nnz = int(counts[b])
+        local_ptr = np.zeros(r + 1, np.int64)
+        np.cumsum(per_row[b], out=local_ptr[1:])
+        source = np.repeat(indptr[safe[b]] - local_ptr[:-1], per_row[b]) + np.arange(nnz)  # positions in the CSR
+        cols, vals = indices[source], data[source]
+        local_row = np.repeat(np.arange(r), per_row[b])
+        if col_map is not None:  # renumbered columns: sort each row again (CSR backends expect sorted columns)
+            cols = col_map[cols]
+            order = np.lexsort((cols, local_row))
+            cols, vals = cols[order], vals[order]
+        out_data[b, :nnz] = vals
+        out_indices[b, :nnz] = cols
+        out_indptr[b, :r + 1] = local_ptr
+        out_row_ids[b, :nnz] = local_row
         pad = width - nnz
         slot = np.arange(pad)
         out_indices[b, nnz:] = slot % n_cols
@@ -72,21 +114,53 @@ def row_blocks(csr: sparse.CSR, n_rows: int, n_cols: int, n_blocks: int) -> tupl
 
 
 def partition(mat: sparse.SparseMatrix, mesh, axis: str) -> sparse.SparseMatrix:
-    """`mat` split into row blocks over `axis` of `mesh` (host arrays; place them with parallel.Placement)."""
+    """`mat` split into row blocks over `axis` of `mesh` (host arrays; place them with parallel.Placement): a node
+    adjacency in the blocked node layout, any other matrix in cyclic row blocks."""
     rows, cols = mat.shape
     n = mesh.shape[axis]
-    fwd, r_fwd, s_fwd = row_blocks(mat.fwd, rows, cols, n)
-    bwd, r_bwd, s_bwd = row_blocks(mat.bwd, cols, rows, n)
-    return sparse.SparseMatrix(fwd=fwd, bwd=bwd, shape=mat.shape, backend=mat.backend,
-                               blocks=sparse.Blocks(mesh=mesh, axis=axis, rows=(r_fwd, r_bwd),
-                                                    spill=(s_fwd, s_bwd)))
+    if mat.nodes is not None:
+        layout, pos, node_rows = node_layout(*mat.nodes, n)
+        fwd, r_fwd, s_fwd = row_blocks(mat.fwd, rows, layout.size, n, layout, pos)
+        bwd, r_bwd, s_bwd = row_blocks(mat.bwd, cols, layout.size, n, layout, pos)
+    else:
+        fwd, r_fwd, s_fwd = row_blocks(mat.fwd, rows, cols, n)
+        bwd, r_bwd, s_bwd = row_blocks(mat.bwd, cols, rows, n)
+        node_rows = None
+    return mat.replace(fwd=fwd, bwd=bwd, blocks=sparse.Blocks(mesh=mesh, axis=axis, rows=(r_fwd, r_bwd),
+                                                              spill=(s_fwd, s_bwd), node_rows=node_rows))
+
+
+def join(blocks: sparse.Blocks, users: jax.Array, items: jax.Array) -> jax.Array:
+    """[U, ...] and [I, ...] rows → the blocked node layout [n·(ru + ri), ...]: per device a local reshape."""
+    n, (ru, ri) = blocks.n, blocks.node_rows
+    spec = NamedSharding(blocks.mesh, P(blocks.axis))
+
+    def per_device(x, r):  # [count, ...] → [n, r, ...], device b holding rows [b·r, (b+1)·r) and zero padding
+        x = jnp.pad(x, [(0, n * r - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+        x = jax.lax.with_sharding_constraint(x, spec)
+        return x.reshape(n, r, *x.shape[1:])
+
+    x = jax.lax.with_sharding_constraint(jnp.concatenate([per_device(users, ru), per_device(items, ri)], axis=1),
+                                         spec)
+    return jax.lax.with_sharding_constraint(x.reshape(n * (ru + ri), *x.shape[2:]), spec)
+
+
+def split(blocks: sparse.Blocks, nodes: tuple[int, int], x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The blocked node layout → (user rows [U, ...], item rows [I, ...]), the inverse of `join`."""
+    n, (ru, ri) = blocks.n, blocks.node_rows
+    spec = NamedSharding(blocks.mesh, P(blocks.axis))
+    x = jax.lax.with_sharding_constraint(x.reshape(n, ru + ri, *x.shape[1:]), spec)
+    users = x[:, :ru].reshape(n * ru, *x.shape[2:])[:nodes[0]]
+    items = x[:, ru:].reshape(n * ri, *x.shape[2:])[:nodes[1]]
+    return jax.lax.with_sharding_constraint(users, spec), jax.lax.with_sharding_constraint(items, spec)
 
 
 def spmm(mat: sparse.SparseMatrix, x: jax.Array) -> jax.Array:
     """`mat @ x` for a row-partitioned `mat` and a dense [cols, d] operand; gradients flow to `x` only."""
     fwd = jax.tree.map(jax.lax.stop_gradient, mat.fwd)
     bwd = jax.tree.map(jax.lax.stop_gradient, mat.bwd)
-    return _blocked_matmul(mat.blocks, mat.shape, mat.backend, fwd, bwd, x)
+    shape = (mat.operand_rows, mat.operand_rows) if mat.node_layout else mat.shape
+    return _blocked_matmul(mat.blocks, shape, mat.backend, fwd, bwd, x)
 
 
 def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr: sparse.CSR, x):
@@ -106,8 +180,10 @@ def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr:
     x = jax.lax.with_sharding_constraint(x, NamedSharding(blocks.mesh, spec))
     out = jax.shard_map(local, mesh=blocks.mesh, in_specs=(jax.tree.map(lambda _: spec, csr), P()),
                         out_specs=spec)(csr, x)
+    if blocks.node_rows is not None:
+        return out  # block-major is the blocked node layout already
     # Block-major [n·r, d] back to row order: block b's local row j is row j·n + b (an all-to-all under GSPMD).
-    n = blocks.mesh.shape[blocks.axis]
+    n = blocks.n
     out = out.reshape(n, r, -1).swapaxes(0, 1).reshape(n * r, -1)
     return out[:n_rows]
 

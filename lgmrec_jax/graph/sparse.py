@@ -43,29 +43,41 @@ class CSR:
 @dataclasses.dataclass(frozen=True)
 class Blocks:
     """How a matrix is split into row blocks over a mesh axis (graph/partitioned.py); per side (A, Aᵀ): real rows
-    per block and the spill rows that hold the padding of the blocks' nonzeros."""
+    per block and the spill rows that hold the padding of the blocks' nonzeros. `node_rows` = (users, items) per
+    block marks a node adjacency stored in the blocked node layout (partitioned.py), None a cyclic row split."""
 
     mesh: Any
     axis: str
     rows: tuple[int, int]
     spill: tuple[int, int]
+    node_rows: tuple[int, int] | None = None
 
     @property
     def T(self) -> "Blocks":
-        return Blocks(self.mesh, self.axis, self.rows[::-1], self.spill[::-1])
+        return Blocks(self.mesh, self.axis, self.rows[::-1], self.spill[::-1], self.node_rows)
+
+    @property
+    def n(self) -> int:
+        return self.mesh.shape[self.axis]
 
 
 @flax.struct.dataclass
 class SparseMatrix:
-    """A constant sparse matrix and its transpose. `backend` and `blocks` are static: changing them recompiles.
+    """A constant sparse matrix and its transpose. `backend`, `blocks` and `nodes` are static: changing them
+    recompiles.
 
-    With `blocks` set, the CSR arrays carry a leading axis of row blocks, one per device (graph/partitioned.py)."""
+    With `blocks` set, the CSR arrays carry a leading axis of row blocks, one per device (graph/partitioned.py).
+    `nodes` = (n_users, n_items) marks a user-item node adjacency (rows and columns: users, then items). Its
+    operands are built with `join(users, items)` and its results taken apart with `split(x)`, never by concatenating
+    and slicing directly: split over devices, the operand is laid out by device (each device's users, then its
+    items) so that both stay local; on one device they are the plain concatenation and slices."""
 
     fwd: CSR
     bwd: CSR  # the transpose, in its own CSR order
     shape: tuple[int, int] = flax.struct.field(pytree_node=False)
     backend: str = flax.struct.field(pytree_node=False, default="bcoo")
     blocks: Blocks | None = flax.struct.field(pytree_node=False, default=None)
+    nodes: tuple[int, int] | None = flax.struct.field(pytree_node=False, default=None)
 
     @property
     def nnz(self) -> int:
@@ -74,7 +86,43 @@ class SparseMatrix:
     @property
     def T(self) -> "SparseMatrix":
         return SparseMatrix(fwd=self.bwd, bwd=self.fwd, shape=(self.shape[1], self.shape[0]), backend=self.backend,
-                            blocks=None if self.blocks is None else self.blocks.T)
+                            blocks=None if self.blocks is None else self.blocks.T, nodes=self.nodes)
+
+    @property
+    def node_layout(self) -> bool:
+        """True when operands and results are in the blocked node layout (a node adjacency split over devices)."""
+        return self.blocks is not None and self.blocks.node_rows is not None
+
+    @property
+    def operand_rows(self) -> int:
+        """Rows of a dense operand (and, the matrix being square then, of the result) of `self @ x`."""
+        if self.node_layout:
+            return self.blocks.n * sum(self.blocks.node_rows)
+        return self.shape[1]
+
+    def join(self, users: jax.Array, items: jax.Array) -> jax.Array:
+        """The operand of a node adjacency from its user [U, ...] and item [I, ...] rows."""
+        self._check_nodes(users, items)
+        if self.node_layout:
+            from lgmrec_jax.graph import partitioned  # it builds on this module
+            return partitioned.join(self.blocks, users, items)
+        return jnp.concatenate([users, items], axis=0)
+
+    def split(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(user rows [U, ...], item rows [I, ...]) of a node adjacency's operand or result."""
+        self._check_nodes()
+        if self.node_layout:
+            from lgmrec_jax.graph import partitioned
+            return partitioned.split(self.blocks, self.nodes, x)
+        return x[:self.nodes[0]], x[self.nodes[0]:]
+
+    def _check_nodes(self, users=None, items=None) -> None:
+        if self.nodes is None:
+            raise ValueError(f"join/split need a node adjacency (SparseMatrix.nodes set); this {self.shape} matrix "
+                             "has none")
+        if users is not None and (users.shape[0], items.shape[0]) != self.nodes:
+            raise ValueError(f"join: {users.shape[0]} user and {items.shape[0]} item rows for a node adjacency of "
+                             f"{self.nodes[0]} users and {self.nodes[1]} items")
 
     def with_backend(self, backend: str) -> "SparseMatrix":
         check_backend(backend)
@@ -158,8 +206,9 @@ def from_coo(rows, cols, vals, shape: tuple[int, int], backend: str = "bcoo") ->
 
 def spmm(mat: SparseMatrix, x: jax.Array) -> jax.Array:
     """`mat @ x` for a dense [cols, d] (or [cols]) operand with the matrix's backend."""
-    if x.shape[0] != mat.shape[1]:
-        raise ValueError(f"sparse matmul shape mismatch: matrix {mat.shape} @ operand {x.shape}")
+    if x.shape[0] != mat.operand_rows:
+        layout = " in the blocked node layout (build it with join)" if mat.node_layout else ""
+        raise ValueError(f"sparse matmul shape mismatch: matrix {mat.shape}{layout} @ operand {x.shape}")
     squeeze = x.ndim == 1
     x2 = x[:, None] if squeeze else x
     check_backend(mat.backend)

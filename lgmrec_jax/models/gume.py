@@ -180,9 +180,11 @@ def forward(params: dict, graphs: dict, cfg: Config) -> Forward:
 
     # Extended ID (E_id) and extended interest (Q^m) are LightGCN layer means on the same Â; they are propagated
     # together as one [N, (1 + M)·d] operand: the same per-column arithmetic in 1 instead of 1 + M sparse products.
-    egos = [jnp.concatenate([user_id, item_id], axis=0)]
-    egos += [jnp.concatenate([params["modalities"][m]["extended_user"], p_i], axis=0) for m, p_i in zip(mods, p_items)]
-    outs = jnp.split(layer_mean(graphs["adj"], jnp.concatenate(egos, axis=1), cfg.n_ui_layers), 1 + len(mods), axis=1)
+    adj = graphs["adj"]
+    user_egos = jnp.concatenate([user_id] + [params["modalities"][m]["extended_user"] for m in mods], axis=1)
+    item_egos = jnp.concatenate([item_id] + p_items, axis=1)
+    out_users, out_items = adj.split(layer_mean(adj, adj.join(user_egos, item_egos), cfg.n_ui_layers))
+    outs = jnp.split(jnp.concatenate([out_users, out_items], axis=0), 1 + len(mods), axis=1)
     extended_id, interests = outs[0], outs[1:]
     extended_interest = sum(interests) / len(mods)
 

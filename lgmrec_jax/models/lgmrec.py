@@ -168,8 +168,8 @@ def sample_noise(key: jax.Array, n_users: int, n_items: int, modalities: tuple[s
 
 
 def cge(params: dict, graphs: Graphs, cfg: Config) -> jax.Array:
-    """E_cge [N, d]: mean of LightGCN layers 0..L."""
-    ego = jnp.concatenate([params["user_embedding"], params["item_id_embedding"]], axis=0)
+    """E_cge [N, d]: mean of LightGCN layers 0..L (users then items, as `graphs.adj.join` lays them out)."""
+    ego = graphs.adj.join(params["user_embedding"], params["item_id_embedding"])
     return layer_mean(graphs.adj, ego, cfg.n_ui_layers)
 
 
@@ -178,7 +178,7 @@ def modality_graph_embedding(graphs: Graphs, x: jax.Array, w: jax.Array, n_layer
     item_feats = precision.project(x, w)
     # The user's ID embedding is not used: a user starts at the mean of its items' projected features.
     user_feats = (graphs.inter @ item_feats) * graphs.inv_user_degree[:, None]
-    out = jnp.concatenate([user_feats, item_feats], axis=0)
+    out = graphs.adj.join(user_feats, item_feats)
     for _ in range(n_layers):
         out = graphs.adj @ out
     return out
@@ -250,21 +250,20 @@ def ghe(params: dict, graphs: Graphs, feats: dict, noise: dict, item_input: jax.
 def forward(params: dict, graphs: Graphs, feats: dict, noise: dict, cfg: Config):
     """Deterministic given `noise`. Returns (user emb [U, d], item emb [I, d], aux) with aux["hyper"] the GHE
     outputs per modality (empty when GHE is off or there are no modalities)."""
-    n_users = params["user_embedding"].shape[0]
+    adj = graphs.adj  # [N, ·] arrays below are in adj.join's layout; adj.split gives the user and item rows
     e_cge = cge(params, graphs, cfg)
     if not graphs.modalities:
-        return e_cge[:n_users], e_cge[n_users:], {"hyper": None}
+        return *adj.split(e_cge), {"hyper": None}
     parts = [e_cge] if cfg.use_cge else []
     if cfg.use_mge:
         parts.append(mge(params, graphs, feats, cfg))
     hyper = None
     if cfg.use_ghe:
-        item_input = e_cge[n_users:] if cfg.use_cge else params["item_id_embedding"]
+        item_input = adj.split(e_cge)[1] if cfg.use_cge else params["item_id_embedding"]
         hyper = ghe(params, graphs, feats, noise, item_input, cfg)
-        e_ghe = sum(jnp.concatenate([hyper["user"][m], hyper["item"][m]], axis=0) for m in graphs.modalities)
+        e_ghe = sum(adj.join(hyper["user"][m], hyper["item"][m]) for m in graphs.modalities)
         parts.append(cfg.alpha * losses.l2_normalize(e_ghe))
-    out = sum(parts)
-    return out[:n_users], out[n_users:], {"hyper": hyper}
+    return *adj.split(sum(parts)), {"hyper": hyper}
 
 
 def apply(params: dict, graphs: Graphs, feats: dict, key: jax.Array, train: bool, cfg: Config):

@@ -27,7 +27,7 @@ class Config:
 
 
 def layer_mean(adj: SparseMatrix, ego: jax.Array, n_layers: int) -> jax.Array:
-    """mean(E⁰, ÂE⁰, …, Â^L E⁰): L+1 terms, layer 0 included."""
+    """mean(E⁰, ÂE⁰, …, Â^L E⁰): L+1 terms, layer 0 included. `ego` is `adj.join(users, items)`."""
     total, layer = ego, ego
     for _ in range(n_layers):
         layer = adj @ layer
@@ -50,10 +50,10 @@ def init(key: jax.Array, cfg: Config, data: Dataset) -> dict:
 
 def apply(params: dict, graphs: dict, feats: dict, key: jax.Array, train: bool, cfg: Config):
     """Returns (user embeddings [U, d], item embeddings [I, d], aux dict)."""
-    ego = jnp.concatenate([params["user_embedding"], params["item_id_embedding"]], axis=0)
-    out = layer_mean(graphs["adj"], ego, cfg.n_ui_layers)
-    n_users = params["user_embedding"].shape[0]
-    return out[:n_users], out[n_users:], {}
+    adj = graphs["adj"]
+    out = layer_mean(adj, adj.join(params["user_embedding"], params["item_id_embedding"]), cfg.n_ui_layers)
+    users, items = adj.split(out)
+    return users, items, {}
 
 
 def loss(params: dict, graphs: dict, feats: dict, batch: dict, key: jax.Array, cfg: Config):

@@ -7,8 +7,8 @@ need forced host devices, hence a subprocess); here the host-side layout is chec
 import numpy as np
 import pytest
 
-from lgmrec_jax.graph import from_coo
-from lgmrec_jax.graph.partitioned import row_blocks
+from lgmrec_jax.graph import from_coo, normalized_adjacency
+from lgmrec_jax.graph.partitioned import node_layout, row_blocks
 
 
 def _random_matrix(rng, shape, nnz):
@@ -28,17 +28,60 @@ def test_blocks_reassemble_the_matrix(n_blocks, shape):
     assert r == -(-shape[0] // n_blocks) and data.shape[0] == n_blocks and indptr.shape == (n_blocks, r + spill + 1)
     rebuilt = np.zeros(shape)
     for b in range(n_blocks):
-        # A valid CSR: indptr runs from 0 to the width, row ids agree with it, (row, col) sorted and unique.
-        assert indptr[b, 0] == 0 and indptr[b, -1] == data.shape[1] and np.all(np.diff(indptr[b]) >= 0)
-        np.testing.assert_array_equal(row_ids[b], np.repeat(np.arange(r + spill), np.diff(indptr[b])))
-        keys = row_ids[b].astype(np.int64) * shape[1] + indices[b]
-        assert np.all(np.diff(keys) > 0)
-        real = row_ids[b] < r
-        assert np.all(data[b][~real] == 0)  # spill rows hold only zero padding
-        global_rows = row_ids[b][real] * n_blocks + b  # rows are dealt out cyclically
+        local_rows, cols, vals = _valid_block(blocks, b, r, spill, shape[1])
+        global_rows = local_rows * n_blocks + b  # rows are dealt out cyclically
         assert np.all(global_rows < shape[0])
-        np.add.at(rebuilt, (global_rows, indices[b][real]), data[b][real])
+        np.add.at(rebuilt, (global_rows, cols), vals)
     np.testing.assert_allclose(rebuilt, mat.todense(), rtol=1e-6)
+
+
+def _valid_block(blocks, b, r, spill, n_cols):
+    """Checks that block b is a valid CSR whose spill rows hold only zeros; returns its real (row, col, value)."""
+    data, indices = np.asarray(blocks.data)[b], np.asarray(blocks.indices)[b]
+    indptr, row_ids = np.asarray(blocks.indptr)[b], np.asarray(blocks.row_ids)[b]
+    # indptr runs from 0 to the width, row ids agree with it, (row, col) sorted and unique, columns in range.
+    assert indptr[0] == 0 and indptr[-1] == data.shape[0] and np.all(np.diff(indptr) >= 0)
+    np.testing.assert_array_equal(row_ids, np.repeat(np.arange(r + spill), np.diff(indptr)))
+    assert np.all(np.diff(row_ids.astype(np.int64) * n_cols + indices) > 0) and np.all(indices < n_cols)
+    real = row_ids < r
+    assert np.all(data[~real] == 0)
+    return row_ids[real], indices[real], data[real]
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 8])
+def test_node_layout_gives_each_block_its_users_then_its_items(n_blocks):
+    n_users, n_items = 23, 13
+    layout, pos, (ru, ri) = node_layout(n_users, n_items, n_blocks)
+    assert (ru, ri) == (-(-n_users // n_blocks), -(-n_items // n_blocks)) and layout.shape == (n_blocks, ru + ri)
+    assert np.array_equal(np.sort(pos), np.flatnonzero(layout.ravel() >= 0))  # every node once, padding = -1
+    for b in range(n_blocks):
+        users, items = layout[b, :ru], layout[b, ru:]
+        np.testing.assert_array_equal(users[users >= 0], np.arange(b * ru, min((b + 1) * ru, n_users)))
+        np.testing.assert_array_equal(items[items >= 0] - n_users, np.arange(b * ri, min((b + 1) * ri, n_items)))
+        for part in (users, items):  # padding only after the real rows
+            real = int(np.sum(part >= 0))
+            assert np.all(part[:real] >= 0) and np.all(part[real:] == -1)
+    np.testing.assert_array_equal(layout.ravel()[pos], np.arange(n_users + n_items))
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 8])
+def test_node_layout_blocks_are_the_renumbered_adjacency(n_blocks):
+    rng = np.random.default_rng(n_blocks)
+    n_users, n_items = 23, 13
+    train = np.stack([rng.integers(0, n_users, 90), rng.integers(0, n_items - 1, 90)], axis=1)  # last item unseen
+    train[:20, 0] = 4  # a heavy user
+    adj = normalized_adjacency(n_users, n_items, train)
+    layout, pos, (ru, ri) = node_layout(n_users, n_items, n_blocks)
+    width = layout.size
+    blocks, r, spill = row_blocks(adj.fwd, *adj.shape, n_blocks, layout, pos)
+    assert r == ru + ri
+    renumbered = np.zeros((width, width))
+    renumbered[np.ix_(pos, pos)] = adj.todense()
+    rebuilt = np.zeros((width, width))
+    for b in range(n_blocks):
+        local_rows, cols, vals = _valid_block(blocks, b, r, spill, width)
+        np.add.at(rebuilt, (b * r + local_rows, cols), vals)
+    np.testing.assert_allclose(rebuilt, renumbered, rtol=1e-6)
 
 
 def test_cyclic_blocks_balance_dense_tail_rows():
