@@ -7,9 +7,11 @@ What lives where, on a mesh of n devices (one process or many):
     not divide by n are stored zero-padded to n·r rows inside a `Padded` node; `logical()` slices them back inside
     the jitted step, so the model sees its real shapes (and knows nothing of devices). The padding rows get zero
     gradients, so Adam and weight decay leave them at exactly zero: padding never changes a result.
-  * sparse graphs (Â, R, R̂, kNN): split into row blocks (rows dealt out cyclically, so that every device gets the
-    same share of dense item rows), products as all-gather of the 64-wide operand + local block product
-    (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself).
+  * sparse graphs (Â, R, R̂, kNN): split into row blocks, products as all-gather of the 64-wide operand + local
+    block product (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself). The node
+    adjacency Â is renumbered into the blocked node layout (device b: its users, then its items, the same rows as
+    its table shards), so a model's `adj.join(users, items)` and `adj.split(x)` are local reshapes; the other
+    matrices deal their rows out cyclically, so that every device gets the same share of dense rows.
   * the training batch: drawn on the device, identically everywhere, and split along its example axis.
   * small weights (projections, hyperedge matrices, MLPs), the sampler's tables: replicated.
 Dense work on node rows (LGMRec's 4096-wide projections, Gumbel-softmax memberships and hypergraph layers; GUME's
