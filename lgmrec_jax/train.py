@@ -241,7 +241,7 @@ class Trainer:
             if resume:
                 for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data, extend=extend):
                     print(f"warning: {warning}", file=sys.stderr)
-                cap = load_saved_config(self.workdir / "config.json").train.epochs
+                cap = load_saved_config(self.workdir / "config.json").train.epochs if extend else None
                 if extend and self.cfg.train.epochs > cap:
                     extended = {"train.epochs": [cap, self.cfg.train.epochs]}
             lock.announce()
