@@ -105,9 +105,17 @@ def logical(tree):
     """`tree` with every Padded table sliced back to its real rows (traceable; a no-op on trees without any).
 
     The slice is constrained to stay split by rows: left to itself, GSPMD gathers a sliced table whose rows no
-    longer divide evenly, and every device would then do the full feature projection."""
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x.value[:x.rows], x.sharding)
-                        if _is_padded(x) else x, tree, is_leaf=_is_padded)
+    longer divide evenly, and every device would then do the full feature projection. Each slice is noted with its
+    padded table (partitioned.remember_padded), so that a node adjacency's `join` can use the padded table as it is.
+    """
+    def one(x):
+        if not _is_padded(x):
+            return x
+        table = jax.lax.with_sharding_constraint(x.value[:x.rows], x.sharding)
+        partitioned.remember_padded(table, x.value)
+        return table
+
+    return jax.tree.map(one, tree, is_leaf=_is_padded)
 
 
 class Placement:

@@ -31,6 +31,7 @@ changes a result (tests/graph/test_partitioned.py compares against the unpartiti
 from __future__ import annotations
 
 import functools
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -130,15 +131,47 @@ def partition(mat: sparse.SparseMatrix, mesh, axis: str) -> sparse.SparseMatrix:
                                                               spill=(s_fwd, s_bwd), node_rows=node_rows))
 
 
+# (table, padded) pairs noted by `remember_padded`, both held weakly: entries of finished traces die with them.
+_PADDED_SOURCES: list[tuple[weakref.ref, weakref.ref]] = []
+
+
+def remember_padded(table: jax.Array, padded: jax.Array) -> None:
+    """Note that `table` is `padded[:len(table)]` and that `padded`'s other rows are zero (parallel.logical does).
+
+    `join` given that very table reads `padded` directly. Slicing a split table to its real rows and padding it
+    back is a no-op that GSPMD cannot see: it does not know that the rows beyond the slice are zero, so it masks
+    them (iota, compare, select) in the forward pass and again in the backward pass, and XLA repeats that in every
+    fusion reading the table (BENCHMARKS.md, finding 8)."""
+    _PADDED_SOURCES[:] = [(t, p) for t, p in _PADDED_SOURCES if t() is not None and p() is not None]
+    _PADDED_SOURCES.append((weakref.ref(table), weakref.ref(padded)))
+
+
+def _padded_source(table: jax.Array, rows: int) -> jax.Array | None:
+    for t, p in _PADDED_SOURCES:
+        padded = p()
+        if t() is table and padded is not None and padded.shape[0] == rows:
+            return padded
+    return None
+
+
 def join(blocks: sparse.Blocks, users: jax.Array, items: jax.Array) -> jax.Array:
-    """[U, ...] and [I, ...] rows → the blocked node layout [n·(ru + ri), ...]: per device a local reshape."""
+    """[U, ...] and [I, ...] rows → the blocked node layout [n·(ru + ri), ...]: per device a local reshape.
+
+    A table that parallel.logical sliced from a zero-padded split table (`remember_padded`) is taken as that padded
+    table: the same values, without the slice and re-pad. Its gradient then reaches the padding rows too, and it is
+    exactly zero there, as the padding rows need (parallel.py): the operand's padding positions are empty columns
+    of Â (so Âᵀ g is zero there) and `split` drops them, so only row-wise work between join and split could touch
+    them, and row-wise work passes a zero cotangent on as zero. (Work that mixes rows of the operand other than
+    through Â would already be wrong here: the padding rows would enter it.)"""
     n, (ru, ri) = blocks.n, blocks.node_rows
     spec = NamedSharding(blocks.mesh, P(blocks.axis))
 
     def per_device(x, r):  # [count, ...] → [n, r, ...], device b holding rows [b·r, (b+1)·r) and zero padding
-        x = jnp.pad(x, [(0, n * r - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
-        x = jax.lax.with_sharding_constraint(x, spec)
-        return x.reshape(n, r, *x.shape[1:])
+        padded = _padded_source(x, n * r)
+        if padded is None:
+            padded = jnp.pad(x, [(0, n * r - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+        padded = jax.lax.with_sharding_constraint(padded, spec)
+        return padded.reshape(n, r, *x.shape[1:])
 
     x = jax.lax.with_sharding_constraint(jnp.concatenate([per_device(users, ru), per_device(items, ri)], axis=1),
                                          spec)

@@ -215,22 +215,28 @@ def apply(params: dict, graphs: dict, feats: dict, key: jax.Array, train: bool, 
 # Loss (SPEC §4.4).
 
 
-def perturbation_noise(key: jax.Array, n_users: int, dim: int) -> jax.Array:
-    """ε ~ U[0, 1) of shape [4, U, d]: two views for Z_U (noise_loss_1), then two for Q_U (noise_loss_2).
+def perturbation_noise(key: jax.Array, users: jax.Array, dim: int) -> jax.Array:
+    """ε ~ U[0, 1) of shape [4, len(users), d] for the given user ids: two views for Z_U (noise_loss_1), then two
+    for Q_U (noise_loss_2).
 
-    Drawn for the whole user table, as `torch.rand_like` on the full matrix, so that a user repeated in a batch gets
-    the same perturbation in each occurrence.
+    The official code draws `torch.rand_like` over the whole user table and then indexes the batch's rows. Each
+    user's rows here come from their own stream (the key folded with the user id), which is that distribution
+    (independent uniforms per user row), keeps what the full draw guarantees (a user repeated in a batch gets the
+    same perturbation in each occurrence), and draws B rows instead of U: a [4, U, d] draw is 2 GB at 2M users, and
+    it would be made on every device.
     """
-    return jax.random.uniform(key, (4, n_users, dim), jnp.float32)
+    return jax.vmap(lambda u: jax.random.uniform(jax.random.fold_in(key, u), (4, dim), jnp.float32),
+                    out_axes=1)(users)
 
 
 def loss(params: dict, graphs: dict, feats: dict, batch: dict, key: jax.Array, cfg: Config):
-    n_users, dim = params["user_embedding"].shape
-    return loss_with_noise(params, graphs, batch, perturbation_noise(key, n_users, dim), cfg)
+    dim = params["user_embedding"].shape[1]
+    return loss_with_noise(params, graphs, batch, perturbation_noise(key, batch["users"], dim), cfg)
 
 
 def loss_with_noise(params: dict, graphs: dict, batch: dict, noise: jax.Array, cfg: Config):
-    """The full loss given the perturbation noise (tests feed a reference implementation the same ε)."""
+    """The full loss given the perturbation noise: ε [4, B, d], the rows of the batch's users (tests feed a
+    reference implementation, which perturbs the whole user table, the same ε)."""
     fw = forward(params, graphs, cfg)
     n_users = params["user_embedding"].shape[0]
     users, pos, neg, mask = batch["users"], batch["pos"], batch["neg"], batch["mask"]
@@ -257,7 +263,7 @@ def loss_with_noise(params: dict, graphs: dict, batch: dict, noise: jax.Array, c
     q_u = users_of(fw.extended_interest)
     # Perturbing the indexed rows with the indexed noise rows equals perturbing the full matrix, then indexing: the
     # row normalization of ε is per row.
-    eps = noise[:, users]
+    eps = noise
     contrast = in_batch_info_nce(q_u, z_u, cfg.um_temp, mask)
     noise_z = in_batch_info_nce(perturb(z_u, eps[0]), perturb(z_u, eps[1]), cfg.um_temp, mask)
     noise_q = in_batch_info_nce(perturb(q_u, eps[2]), perturb(q_u, eps[3]), cfg.um_temp, mask)

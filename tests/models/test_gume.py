@@ -92,8 +92,8 @@ def test_forward_and_loss_match_reference(modalities):
     np.testing.assert_allclose(np.vstack([users, items]), fw.final, rtol=1e-5, atol=1e-7)  # eager vs jit
 
     batch = make_batch(7, data)
-    noise = gume.perturbation_noise(jax.random.PRNGKey(3), data.n_users, CFG.embedding_size)
-    total, parts = LOSS_WITH_NOISE(params, graphs, batch, noise, CFG)
+    noise = all_users_noise(jax.random.PRNGKey(3), data.n_users)
+    total, parts = LOSS_WITH_NOISE(params, graphs, batch, noise[:, batch["users"]], CFG)
     want_total, want_parts = ref.loss(params, g_ref, CFG, batch["users"], batch["pos"], batch["neg"], batch["mask"],
                                       np.asarray(noise))
     assert rel_err(total, want_total) <= 1e-5
@@ -104,25 +104,45 @@ def test_forward_and_loss_match_reference(modalities):
         assert float(parts["vt"]) == 0.0
 
 
+def all_users_noise(key, n_users: int) -> jax.Array:
+    """The perturbation noise of every user [4, U, d], as the official code draws it before indexing the batch."""
+    return gume.perturbation_noise(key, jnp.arange(n_users), CFG.embedding_size)
+
+
 def test_loss_uses_the_key_for_the_perturbations():
     data, graphs, params = setup(4)
     batch = make_batch(1, data)
     loss = LOSS
     key = jax.random.PRNGKey(9)
     total, _ = loss(params, graphs, data.features, batch, key, CFG)
-    noise = gume.perturbation_noise(key, data.n_users, CFG.embedding_size)
-    want, _ = LOSS_WITH_NOISE(params, graphs, batch, noise, CFG)
+    want, _ = LOSS_WITH_NOISE(params, graphs, batch, all_users_noise(key, data.n_users)[:, batch["users"]], CFG)
     np.testing.assert_allclose(total, want, rtol=1e-6)
     other, _ = loss(params, graphs, data.features, batch, jax.random.PRNGKey(10), CFG)
     assert float(other) != float(total)
 
 
+def test_perturbation_noise_is_per_user():
+    """A user's noise rows depend on the key and the user id only: a user repeated in a batch gets the same rows,
+    different users and different keys get different ones, and the values are U[0, 1)."""
+    key = jax.random.PRNGKey(int(np.random.default_rng().integers(1 << 30)))
+    users = jnp.asarray([5, 3, 5, 0, 3, 9])
+    noise = np.asarray(gume.perturbation_noise(key, users, 16))
+    assert noise.shape == (4, 6, 16)
+    np.testing.assert_array_equal(noise[:, 0], noise[:, 2])
+    np.testing.assert_array_equal(noise[:, 1], noise[:, 4])
+    np.testing.assert_array_equal(noise[:, 0], np.asarray(gume.perturbation_noise(key, jnp.asarray([5]), 16))[:, 0])
+    assert len({noise[:, j].tobytes() for j in (0, 1, 3, 5)}) == 4
+    assert not np.array_equal(noise, gume.perturbation_noise(jax.random.fold_in(key, 1), users, 16))
+    assert noise.min() >= 0 and noise.max() < 1 and 0.4 < noise.mean() < 0.6
+
+
 def test_padding_rows_do_not_change_the_loss_or_gradient():
     data, graphs, params = setup(5)
-    noise = gume.perturbation_noise(jax.random.PRNGKey(2), data.n_users, CFG.embedding_size)
+    noise = all_users_noise(jax.random.PRNGKey(2), data.n_users)
     grad = VALUE_AND_GRAD
-    (a, _), ga = grad(params, graphs, make_batch(3, data, pad_seed=1), noise, CFG)
-    (b, _), gb = grad(params, graphs, make_batch(3, data, pad_seed=2), noise, CFG)
+    batches = [make_batch(3, data, pad_seed=seed) for seed in (1, 2)]
+    (a, _), ga = grad(params, graphs, batches[0], noise[:, batches[0]["users"]], CFG)
+    (b, _), gb = grad(params, graphs, batches[1], noise[:, batches[1]["users"]], CFG)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7), ga, gb)
 
@@ -130,7 +150,7 @@ def test_padding_rows_do_not_change_the_loss_or_gradient():
 def test_backends_agree():
     data, _, params = setup(6)
     batch = make_batch(2, data)
-    noise = gume.perturbation_noise(jax.random.PRNGKey(4), data.n_users, CFG.embedding_size)
+    noise = gume.perturbation_noise(jax.random.PRNGKey(4), batch["users"], CFG.embedding_size)
     grad = VALUE_AND_GRAD
     results = [grad(params, gume.build_graphs(data, CFG, b), batch, noise, CFG) for b in BACKENDS]
     (want, _), want_grads = results[0]
@@ -145,7 +165,7 @@ def test_check_grads_float64():
         to64 = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
         graphs, params = jax.tree.map(to64, graphs), jax.tree.map(to64, params)
         batch = jax.tree.map(to64, make_batch(4, data))
-        noise = gume.perturbation_noise(jax.random.PRNGKey(5), data.n_users, CFG.embedding_size).astype(jnp.float64)
+        noise = gume.perturbation_noise(jax.random.PRNGKey(5), batch["users"], CFG.embedding_size).astype(jnp.float64)
         f = jax.jit(lambda p: gume.loss_with_noise(p, graphs, batch, noise, CFG)[0])
         assert f(params).dtype == jnp.float64
         # Reverse mode only: the BCSR backend's product is a custom_vjp; the loss is trained by reverse mode.
@@ -170,7 +190,7 @@ def test_init_matches_torch_defaults():
 def test_features_are_fine_tuned_and_raw_feats_unused():
     data, graphs, params = setup(10)
     batch = make_batch(5, data)
-    noise = gume.perturbation_noise(jax.random.PRNGKey(0), data.n_users, CFG.embedding_size)
+    noise = gume.perturbation_noise(jax.random.PRNGKey(0), batch["users"], CFG.embedding_size)
     _, grads = VALUE_AND_GRAD(params, graphs, batch, noise, CFG)
     assert float(jnp.abs(grads["modalities"]["image"]["features"]).max()) > 0
     # The trainable tables in params are what the model reads; the `feats` argument is ignored.
