@@ -5,8 +5,8 @@ runs this file as a script. On a synthetic set whose user and item counts (237, 
 every split table is padded, it trains LightGCN, LGMRec and GUME through the real Trainer for two epochs on meshes of
 1, 2 and 8 devices, and runs a short `Trainer.run()` (validation every epoch, checkpoints, best-epoch test) on each.
 It also multiplies random sparse matrices split into row blocks against the plain product, for all three backends,
-forward and backward, and a user-item adjacency in the blocked node layout (operand built by join, result taken
-apart by split) against the plain one. The tests here compare the numbers it writes.
+forward and backward (also in column chunks, as products over the gather budget run), and a user-item adjacency in
+the blocked node layout (operand built by join, result taken apart by split) against the plain one. The tests here compare the numbers it writes.
 
 What may differ: the gradient of a split table is summed in a different order (partial sums over devices), so
 parameters agree to float rounding: measured max relative difference (‖Δ‖/‖p‖ per leaf) is printed by the test and
@@ -104,8 +104,42 @@ def _sparse_products(out: dict) -> None:
             errors[f"{backend}/{n}"] = [abs(float(got - want)) / abs(float(want)),
                                         float(jnp.linalg.norm(got_grad - want_grad) / jnp.linalg.norm(want_grad))]
     out["sparse"] = errors
+    out["chunked"] = _chunked_products(rows, cols)
     out["node_adjacency"] = _node_adjacency_products()
     out["join_of_padded"] = _join_of_padded_tables()
+
+
+def _chunked_products(rows, cols) -> dict:
+    """A product over its gather budget runs in column chunks: same value and gradient as the plain product."""
+    import jax
+    import jax.numpy as jnp
+
+    from lgmrec_jax import parallel
+    from lgmrec_jax.graph import from_coo, partitioned
+
+    rng = np.random.default_rng(3)
+    width = 3 * partitioned.CHUNK_COLUMNS
+    x = jnp.asarray(rng.normal(size=(29, width)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(37, width)), jnp.float32)
+    errors, budget = {}, partitioned.GATHER_BUDGET
+    for backend in ("bcoo", "bcsr", "segment_sum"):
+        mat = from_coo(rows, cols, rng.random(rows.size), (37, 29), backend)
+
+        def loss(m, x):
+            return jnp.sum(jnp.tanh(m @ x) * w)
+
+        want, want_grad = jax.value_and_grad(loss, argnums=1)(mat, x)
+        split = parallel.Placement(parallel.make_mesh(8), ()).place_graphs({"m": mat})["m"]
+        partitioned.GATHER_BUDGET = 0  # every product is over budget
+        try:
+            chunked = str(jax.make_jaxpr(jax.value_and_grad(loss, argnums=1))(split, x))
+            got, got_grad = jax.jit(jax.value_and_grad(loss, argnums=1))(split, x)
+        finally:
+            partitioned.GATHER_BUDGET = budget
+        errors[backend] = {"barriers": chunked.count("optimization_barrier"),
+                           "errors": [abs(float(got - want)) / abs(float(want)),
+                                      float(jnp.linalg.norm(got_grad - want_grad) / jnp.linalg.norm(want_grad))]}
+    return errors
 
 
 def _node_adjacency_products() -> dict:
@@ -229,6 +263,14 @@ def test_split_sparse_products_equal_plain_ones(facts):
     _, f = facts
     for name, (value_err, grad_err) in f["sparse"].items():
         assert value_err < 1e-6 and grad_err < 1e-6, (name, value_err, grad_err)
+
+
+def test_products_over_the_gather_budget_run_in_exact_column_chunks(facts):
+    _, f = facts
+    assert len(f["chunked"]) == 3
+    for backend, got in f["chunked"].items():
+        assert got["barriers"] == 4, (backend, got)  # 3 chunks chained by 2 barriers, forward and backward
+        assert max(got["errors"]) < 1e-6, (backend, got)
 
 
 def test_node_layout_products_equal_plain_ones(facts):

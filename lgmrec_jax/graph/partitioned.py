@@ -196,7 +196,35 @@ def spmm(mat: sparse.SparseMatrix, x: jax.Array) -> jax.Array:
     return _blocked_matmul(mat.blocks, shape, mat.backend, fwd, bwd, x)
 
 
+# A product whose per-device gather would exceed GATHER_BUDGET bytes multiplies CHUNK_COLUMNS operand columns at a
+# time, one chunk after the other. While a product runs every device holds the whole gathered operand and a
+# [block nonzeros, width] gather of it (BCOO and segment_sum materialize it); GUME multiplies its three 64-wide
+# branches as one 192-wide operand, and at ~10× Electronics size those buffers were 7.3 GiB per device at 8 devices.
+# Columns are independent, so chunking changes no value; below the budget one product is as fast or faster.
+GATHER_BUDGET = 256 * 2**20
+CHUNK_COLUMNS = 64
+
+
 def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr: sparse.CSR, x):
+    """One side's (0: A, 1: Aᵀ) row blocks times a replicated operand, in column chunks when it is large."""
+    d = x.shape[1]
+    gather_bytes = csr.data.shape[-1] * d * x.dtype.itemsize
+    if gather_bytes <= GATHER_BUDGET or d <= CHUNK_COLUMNS or d % CHUNK_COLUMNS:
+        return _local_product_chunk(blocks, shape, backend, side, csr, x)
+    k = d // CHUNK_COLUMNS
+    spec = NamedSharding(blocks.mesh, P(None, blocks.axis))
+    chunks = jax.lax.with_sharding_constraint(x.reshape(x.shape[0], k, CHUNK_COLUMNS).swapaxes(0, 1), spec)
+    outs = []
+    for i in range(k):
+        chunk = chunks[i]
+        if outs:  # chunk i is gathered only once chunk i - 1 is done, so their buffers are never alive together
+            outs[-1], chunk = jax.lax.optimization_barrier((outs[-1], chunk))
+        outs.append(_local_product_chunk(blocks, shape, backend, side, csr, chunk))
+    out = jax.lax.with_sharding_constraint(jnp.stack(outs), spec)
+    return out.swapaxes(0, 1).reshape(out.shape[1], d)
+
+
+def _local_product_chunk(blocks: "sparse.Blocks", shape, backend: str, side: int, csr: sparse.CSR, x):
     """One side's (0: A, 1: Aᵀ) row blocks times a replicated operand, as a shard_map over the mesh axis."""
     r, spill = blocks.rows[side], blocks.spill[side]
     n_rows, n_cols = shape
