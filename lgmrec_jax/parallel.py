@@ -40,7 +40,10 @@ JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID variables). `jax.d
 every host and `make_mesh` spans them all. Nothing is fed from the hosts during training: every host holds the same
 sampler tables and keys (they depend only on the data, seed and epoch), so every device draws the same global
 batch and keeps its own rows; there is no input traffic between hosts and no per-step host work. Metrics and losses
-come back fully replicated, so every host can read them.
+come back fully replicated, so every host can read them. The run directory must be one that every host sees (a
+shared file system or bucket mount): orbax writes each checkpoint there from all hosts together, and process 0 alone
+checks and locks the directory and writes its logs and results (train.py; tests/test_parallel.py resumes a
+two-process run from its checkpoint).
 """
 
 from __future__ import annotations
@@ -95,6 +98,23 @@ class Padded:
     value: jax.Array
     rows: int = flax.struct.field(pytree_node=False)
     sharding: NamedSharding = flax.struct.field(pytree_node=False)
+
+
+def is_primary() -> bool:
+    """Process 0, the one that writes the run directory's files when several processes train together."""
+    return jax.process_index() == 0
+
+
+def primary_says(ok: bool) -> bool:
+    """Process 0's `ok`, on every process (a broadcast when there are several; `ok` itself when there is one).
+
+    Every process must call it at the same point: it is how the others learn whether process 0 accepted the run
+    directory, instead of waiting forever in the first collective of a run that process 0 refused."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(ok)))
 
 
 def _is_padded(x) -> bool:

@@ -182,7 +182,9 @@ class Trainer:
     """Holds everything built once per run; `run()` executes the loop."""
 
     def __init__(self, cfg: RunConfig, data: Dataset, workdir: Path, progress: bool = True):
-        self.cfg, self.data, self.workdir, self.progress = cfg, data, Path(workdir), progress
+        self.cfg, self.data, self.workdir = cfg, data, Path(workdir)
+        self.primary = parallel.is_primary()  # writes the run's files (run() on several processes)
+        self.progress = progress and self.primary
         tc = cfg.train
         self.model = get_model(cfg.model_name)
         self.mesh = parallel.make_mesh(tc.devices)
@@ -232,26 +234,45 @@ class Trainer:
         `extend` (with `resume`) lets `cfg.train.epochs` exceed the run's cap: a run stopped by its cap goes on
         training, one stopped early stays as it is. config.json takes the new cap; repro.json records the change.
         A directory that will be refused is checked before anything is written into it, and checked again once
-        the lock is held (another process may have started in between)."""
+        the lock is held (another process may have started in between).
+
+        With several processes (`--distributed`) `workdir` is one directory that all of them see: orbax writes each
+        checkpoint there together. Process 0 alone checks, locks and writes the run's files; the others wait for
+        its verdict on the directory (parallel.primary_says) and then train, save and restore with it."""
+        if not self.primary:
+            if not parallel.primary_says(True):
+                raise rundir.RunDirError(f"{self.workdir}: process 0 refused this run directory (its message says "
+                                         "why). Nothing was written.")
+            return self._run_reporting_divergence(resume, None)
         check = rundir.check_resumable if resume else rundir.check_fresh
-        check(self.workdir)
-        with rundir.RunLock(self.workdir) as lock:
+        accepted = False
+        try:
             check(self.workdir)
-            extended = None
-            if resume:
-                for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data, extend=extend):
-                    print(f"warning: {warning}", file=sys.stderr)
-                cap = load_saved_config(self.workdir / "config.json").train.epochs if extend else None
-                if extend and self.cfg.train.epochs > cap:
-                    extended = {"train.epochs": [cap, self.cfg.train.epochs]}
-            lock.announce()
-            if not resume:
-                save_config(self.cfg, self.workdir / "config.json")
-                write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git state
-            try:
-                return self._run(resume, extended)
-            except FloatingPointError as e:
-                raise _diverged(e, self.cfg, self.workdir) from None
+            with rundir.RunLock(self.workdir) as lock:
+                check(self.workdir)
+                extended = None
+                if resume:
+                    for warning in rundir.check_matches_record(self.workdir, self.cfg, self.data, extend=extend):
+                        print(f"warning: {warning}", file=sys.stderr)
+                    cap = load_saved_config(self.workdir / "config.json").train.epochs if extend else None
+                    if extend and self.cfg.train.epochs > cap:
+                        extended = {"train.epochs": [cap, self.cfg.train.epochs]}
+                accepted = True
+                parallel.primary_says(True)
+                lock.announce()
+                if not resume:
+                    save_config(self.cfg, self.workdir / "config.json")
+                    write_card(self.workdir, self.cfg, self.data)  # repro.json: data hashes, versions, device, git
+                return self._run_reporting_divergence(resume, extended)
+        finally:
+            if not accepted:
+                parallel.primary_says(False)
+
+    def _run_reporting_divergence(self, resume: bool, extended: dict | None) -> dict:
+        try:
+            return self._run(resume, extended)
+        except FloatingPointError as e:
+            raise _diverged(e, self.cfg, self.workdir) from None
 
     def _run(self, resume: bool, extended: dict | None = None) -> dict:
         tc = self.cfg.train
@@ -265,14 +286,15 @@ class Trainer:
                                          "there is nothing to resume from")
             # Checkpoints hold the logical state (parallel.to_host), whatever the device count that wrote them.
             state, loop = ckpt.restore(self._logical_init_state(), check_loop=_check_loop,
-                                       quarantine=self.workdir / "corrupt-checkpoints")
+                                       quarantine=self.workdir / "corrupt-checkpoints" if self.primary else None)
             if loop["best_score"] is None:  # stored as null: no validation epoch yet (strict JSON has no -inf)
                 loop["best_score"] = -math.inf
             state = self.placement.place(state)
-            _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
-            record_resume(self.workdir, extended)  # repro.json keeps the start's card and lists each resumption
-            if extended:
-                save_config(self.cfg, self.workdir / "config.json")  # a later --resume continues with the new cap
+            if self.primary:
+                _truncate_log(log_path, loop["next_epoch"])  # reads the whole log first: a damaged one changes nothing
+                record_resume(self.workdir, extended)  # repro.json keeps the start's card and lists each resumption
+                if extended:
+                    save_config(self.cfg, self.workdir / "config.json")  # a later --resume goes on with the new cap
 
         bar = tqdm(range(loop["next_epoch"], tc.epochs), initial=loop["next_epoch"], total=tc.epochs,
                    desc=f"{self.cfg.model_name}/{self.data.name}", disable=not self.progress, unit="epoch")
@@ -293,8 +315,9 @@ class Trainer:
                 else:
                     loop["bad_epochs"] += 1
             loop["next_epoch"] = epoch + 1
-            with open(log_path, "a") as f:
-                f.write(jsonio.dumps(record) + "\n")
+            if self.primary:
+                with open(log_path, "a") as f:
+                    f.write(jsonio.dumps(record) + "\n")
             if ckpt is not None and (epoch + 1) % tc.checkpoint_every == 0:
                 ckpt.save(epoch, self.placement.to_host(state) if self.placement.split else state, loop)
             bar.set_postfix(loss=f"{record['loss']:.4f}", **{tc.valid_metric: loop["best_score"]},
@@ -332,7 +355,7 @@ class Trainer:
         best_epoch = loop["best_epoch"]
         test = self.evaluate(state.best_params, self.test_eval, max(best_epoch, 0)) if best_epoch >= 0 else {}
         pop_users, pop_items = popularity_scores(self.data)
-        records = _read_log(log_path)
+        records = _read_log(log_path) if self.primary else []  # the others leave the files to process 0
         train_secs = [r["train_seconds"] for r in records]
         eval_secs = [r["eval_seconds"] for r in records if "eval_seconds" in r]
         result = {
@@ -347,7 +370,8 @@ class Trainer:
             "selection": f"best validation {self.cfg.train.valid_metric}; test evaluated once at that epoch",
             "data_report": self.data.load_report,  # rows the loader merged or dropped (data/mmrec.py)
         }
-        jsonio.write_json(self.workdir / "results.json", result)
+        if self.primary:
+            jsonio.write_json(self.workdir / "results.json", result)
         if records:
             plot_curves(records, self.workdir / "curves.png", self.cfg.train.valid_metric,
                         title=f"{self.cfg.model_name} on {self.data.name}")

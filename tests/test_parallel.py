@@ -1,4 +1,5 @@
-"""Data parallelism: eight devices (one process, or two processes of four) train and evaluate like one device.
+"""Data parallelism: eight devices (one process, or two processes of four) train and evaluate like one device, and
+two processes checkpoint and resume one run together.
 
 The device count of a JAX process is fixed when its backend starts, so the runs happen in subprocesses with
 XLA_FLAGS=--xla_force_host_platform_device_count=N; the pytest process keeps its single CPU device. The subprocess
@@ -37,15 +38,23 @@ ROOT = HERE.parent.parent
 # Subprocess side.
 
 
-def _trainer(n_devices: int, batch_size: int = 256):
+def _trainer(n_devices: int, batch_size: int = 256, workdir: Path = Path("/nonexistent-unused"), epochs: int = 0):
+    """LightGCN on synthetic-tiny; with `epochs`, a real run into `workdir` (checkpoint every epoch)."""
     from lgmrec_jax.config import load_config
     from lgmrec_jax.data import synthetic
     from lgmrec_jax.train import Trainer
 
+    run = [f"train.epochs={epochs}", "train.checkpoint_every=1"] if epochs else ["train.checkpoint_every=0"]
     cfg = load_config("lightgcn", "synthetic-tiny", overrides=[
         f"train.devices={n_devices}", f"train.train_batch_size={batch_size}", "train.eval_batch_size=64",
-        "train.checkpoint_every=0", "train.backend=bcoo"])
-    return Trainer(cfg, synthetic.generate("tiny"), Path("/nonexistent-unused"), progress=False)
+        "train.backend=bcoo", *run])
+    return Trainer(cfg, synthetic.generate("tiny"), workdir, progress=False)
+
+
+def _run_log(workdir: Path) -> list[dict]:
+    """metrics.jsonl without its timings."""
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.endswith("seconds") and k != "dispatches"} for r in records]
 
 
 def _train(trainer):
@@ -117,6 +126,8 @@ def worker_devices(out: Path) -> None:
         facts["indivisible_error"] = None
     except ValueError as e:
         facts["indivisible_error"] = str(e)
+    straight = _trainer(1, workdir=out / "straight", epochs=N_EPOCHS + 1).run()
+    facts["straight"] = {"log": _run_log(out / "straight"), "test": straight["test"]}
     (out / "facts.json").write_text(json.dumps(facts))
 
 
@@ -134,7 +145,19 @@ def worker_multiprocess(out: Path, port: int, process_id: int) -> None:
     metrics = trainer.evaluate(trainer.init_state().params, trainer.valid_eval, 0)
     if process_id == 0:
         np.savez(out / "multiprocess.npz", loss=losses, **params)
-    (out / f"process{process_id}.json").write_text(json.dumps({"batch_devices": batch_devices, "eval": metrics}))
+    # A run in one directory both processes see: N_EPOCHS epochs, then resumed with one more (orbax saves and
+    # restores the split state together), then a fresh run into the same directory, which process 0 refuses.
+    shared = out / "shared-run"
+    _trainer(0, workdir=shared, epochs=N_EPOCHS).run()
+    resumed = _trainer(0, workdir=shared, epochs=N_EPOCHS + 1).run(resume=True, extend=True)
+    from lgmrec_jax.rundir import RunDirError
+    try:
+        _trainer(0, workdir=shared, epochs=N_EPOCHS + 1).run()
+        refused = None
+    except RunDirError as e:
+        refused = str(e)
+    (out / f"process{process_id}.json").write_text(json.dumps({
+        "batch_devices": batch_devices, "eval": metrics, "resumed_test": resumed["test"], "refused": refused}))
     jax.distributed.shutdown()
 
 
@@ -222,6 +245,23 @@ def test_two_processes_train_like_one_device(runs):
     p0, p1 = (json.loads((out / f"process{i}.json").read_text()) for i in (0, 1))
     assert p0["batch_devices"] == p1["batch_devices"] == 8
     assert p0["eval"] == p1["eval"] == facts["eval_trainer_1"]
+
+
+def test_two_processes_checkpoint_and_resume_one_run(runs):
+    """Both processes train into one directory, stop, resume from orbax's checkpoint of the split state, and end
+    where an uninterrupted one-device run ends; process 0 alone writes the files, and refuses a second fresh run
+    for both."""
+    out, facts = runs
+    shared = out / "shared-run"
+    log, straight = _run_log(shared), facts["straight"]["log"]
+    assert [r["epoch"] for r in log] == list(range(N_EPOCHS + 1))  # one line per epoch: only process 0 wrote
+    np.testing.assert_allclose([r["loss"] for r in log], [r["loss"] for r in straight], rtol=RTOL)
+    assert [r["valid"] for r in log] == [r["valid"] for r in straight]
+    p0, p1 = (json.loads((out / f"process{i}.json").read_text()) for i in (0, 1))
+    assert p0["resumed_test"] == p1["resumed_test"] == facts["straight"]["test"]
+    assert json.loads((shared / "repro.json").read_text())["resumed"][-1]["extended"] == {
+        "train.epochs": [N_EPOCHS, N_EPOCHS + 1]}
+    assert "already holds a run" in p0["refused"] and "process 0 refused" in p1["refused"]
 
 
 def test_mesh_larger_than_the_machine_is_an_error():
