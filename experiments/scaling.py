@@ -382,4 +382,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lgmrec_jax.errors import debug_requested, run_guarded
+
+    # Bad input (a --set key, a dataset) gets one line naming it; LGMREC_DEBUG=1 shows the traceback instead.
+    sys.exit(run_guarded(main, debug=debug_requested([])))

@@ -197,6 +197,15 @@ def test_config_file_and_model_mistakes(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("driver", ["run_table", "ablations", "sweeps alpha", "sparsity", "popularity", "profile"])
+def test_experiment_drivers_name_a_bad_setting(driver, tmp_path):
+    module, *args = driver.split()
+    proc = run(f"experiments.{module}", *args, "--dataset", "synthetic-tiny", "--set", "train.nope=1",
+               "--out" if module != "profile" else "--runs-dir", tmp_path / "out")
+    expect(f"experiments.{driver} --set train.nope=1", proc, 2, "unknown key(s) ['nope']")
+    assert not (tmp_path / "out").exists()
+
+
 def test_debug_flag_and_environment_variable_show_the_traceback(tmp_path):
     args = [*TRAIN, *TINY, "--workdir", tmp_path / "run", "--set", "train.epochs=0"]
     plain = cli(*args)
