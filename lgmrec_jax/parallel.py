@@ -6,9 +6,11 @@ What lives where, on a mesh of n devices (one process or many):
     and the frozen feature tables: split by rows, device b holding rows [b·r, (b+1)·r). Tables whose row count does
     not divide by n are stored zero-padded to n·r rows inside a `Padded` node; `logical()` slices them back inside
     the jitted step, so the model sees its real shapes (and knows nothing of devices). The padding rows get zero
-    gradients, so Adam and weight decay leave them at exactly zero: padding never changes a result.
+    gradients, so Adam and weight decay leave them at exactly zero: padding never changes a result. (`join` of
+    Â's operand takes such a slice's padded table as it is, instead of padding the slice again.)
   * sparse graphs (Â, R, R̂, kNN): split into row blocks, products as all-gather of the 64-wide operand + local
-    block product (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself). The node
+    block product (graph/partitioned.py, a shard_map: GSPMD cannot partition a sparse product itself; a product
+    whose gather would pass a per-device budget runs in column chunks, one after the other). The node
     adjacency Â is renumbered into the blocked node layout (device b: its users, then its items, the same rows as
     its table shards), so a model's `adj.join(users, items)` and `adj.split(x)` are local reshapes; the other
     matrices deal their rows out cyclically, so that every device gets the same share of dense rows.
