@@ -699,7 +699,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lgmrec_jax.errors import debug_requested, run_guarded
+    from lgmrec_jax.errors import run_as_script
 
-    # Bad input (a --set key, a dataset) gets one line naming it; LGMREC_DEBUG=1 shows the traceback instead.
-    sys.exit(run_guarded(main, debug=debug_requested([])))
+    run_as_script(main)  # bad input (a --set key, a dataset): one line naming it, exit 2

@@ -1,7 +1,8 @@
 """How a failure reaches the user: a short message naming what is at fault, an exit code, a traceback on request.
 
-Every command line entry point (`python -m lgmrec_jax.cli ...`, `python -m data_prep ...`) runs its work through
-`run_guarded`, the one place where exceptions become messages:
+Every command line entry point (`python -m lgmrec_jax.cli ...`, `python -m data_prep ...`, `python -m
+experiments.NAME ...` through `run_as_script`) runs its work through `run_guarded`, the one place where exceptions
+become messages:
 
   exit 2  InputError: the user's input is at fault (a config value, an argument, an id, a dataset file, a run
           directory that cannot be used); the message names the file, line, key or id and what to do.
@@ -70,3 +71,9 @@ def run_guarded(command: Callable[[], int], debug: bool = False) -> int:
         code, message = describe(exc)
         print(message, file=sys.stderr)
         return code
+
+
+def run_as_script(main: Callable[[], int]) -> None:
+    """Exits with `run_guarded(main)`: how the experiments/ drivers run as `python -m experiments.NAME`. Their
+    arguments have no --debug, so LGMREC_DEBUG=1 is the way to the traceback."""
+    sys.exit(run_guarded(main, debug=debug_requested([])))

@@ -6,7 +6,8 @@ every split table is padded, it trains LightGCN, LGMRec and GUME through the rea
 1, 2 and 8 devices, and runs a short `Trainer.run()` (validation every epoch, checkpoints, best-epoch test) on each.
 It also multiplies random sparse matrices split into row blocks against the plain product, for all three backends,
 forward and backward (also in column chunks, as products over the gather budget run), and a user-item adjacency in
-the blocked node layout (operand built by join, result taken apart by split) against the plain one. The tests here compare the numbers it writes.
+the blocked node layout (operand built by join, result taken apart by split) against the plain one. The tests here
+compare the numbers it writes.
 
 What may differ: the gradient of a split table is summed in a different order (partial sums over devices), so
 parameters agree to float rounding: measured max relative difference (‖Δ‖/‖p‖ per leaf) is printed by the test and

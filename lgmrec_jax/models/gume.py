@@ -261,12 +261,11 @@ def loss_with_noise(params: dict, graphs: dict, batch: dict, noise: jax.Array, c
                                             cfg.bm_temp, mask))
 
     q_u = users_of(fw.extended_interest)
-    # Perturbing the indexed rows with the indexed noise rows equals perturbing the full matrix, then indexing: the
-    # row normalization of ε is per row.
-    eps = noise
+    # Perturbing the batch's rows with their noise rows equals perturbing the full matrix, then indexing: the row
+    # normalization of ε is per row.
     contrast = in_batch_info_nce(q_u, z_u, cfg.um_temp, mask)
-    noise_z = in_batch_info_nce(perturb(z_u, eps[0]), perturb(z_u, eps[1]), cfg.um_temp, mask)
-    noise_q = in_batch_info_nce(perturb(q_u, eps[2]), perturb(q_u, eps[3]), cfg.um_temp, mask)
+    noise_z = in_batch_info_nce(perturb(z_u, noise[0]), perturb(z_u, noise[1]), cfg.um_temp, mask)
+    noise_q = in_batch_info_nce(perturb(q_u, noise[2]), perturb(q_u, noise[3]), cfg.um_temp, mask)
     um = cfg.um_loss * (contrast + noise_z + noise_q)
 
     reg2 = cfg.reg_weight_2 * half_squared_norm(mask, pos_items_of(fw.extended_interest)) / padded_batch
