@@ -49,16 +49,22 @@ def padded_lists(users: np.ndarray, pairs: np.ndarray, fill: int) -> np.ndarray:
 class Evaluator:
     """Evaluates (user embeddings, item embeddings) — or any user×item scorer — on one split."""
 
-    def __init__(self, data: Dataset, split: str, topk=(10, 20), batch_size: int = 4096, mesh=None):
+    def __init__(self, data: Dataset, split: str, topk=(10, 20), batch_size: int = 4096, mesh=None,
+                 abstract: bool = False, platform: str | None = None):
+        """`abstract`: the batches are only shapes placed on `mesh` (devices this machine may not have), for
+        `lower_batch`; such an evaluator cannot be called. `platform` picks how training items are masked (below)."""
         self.topk = tuple(sorted(topk))
         self.n_items, self.n_users = data.n_items, data.n_users
+        self.abstract = abstract
+        self.mask_by_compare = (platform or jax.default_backend()) == "tpu"
         self.mesh = mesh if mesh is not None and mesh.size > 1 else None
         self._placement = None if self.mesh is None else parallel.Placement(self.mesh, ())
         truth = data.split(split)
         self.users = np.unique(truth[:, 0]).astype(np.int32)
         n_batches = -(-len(self.users) // batch_size)
         self.batch_size = batch_size
-        sharding = None if self.mesh is None else parallel.replicated(self.mesh)  # batches: on every device
+        # Batches live on every device (replicated).
+        sharding = None if mesh is None else parallel.replicated(mesh)
         total = n_batches * batch_size
         pad = total - len(self.users)
         users = np.r_[self.users, np.zeros(pad, np.int32)]
@@ -66,24 +72,29 @@ class Evaluator:
         # Out-of-range index n_items marks list padding: the mask scatter drops it, and it never equals a top-k id.
         seen = padded_lists(users, data.train, fill=self.n_items)
         gt = padded_lists(users, truth, fill=self.n_items)
-        self._batches = [
-            tuple(jax.device_put(a[s:s + batch_size], sharding) if sharding is not None else jnp.asarray(
-                a[s:s + batch_size]) for a in (users, weight, seen, gt))
-            for s in range(0, total, batch_size)
-        ]
+
+        def place(a):
+            if abstract:
+                return parallel.abstract(a, sharding)
+            return jnp.asarray(a) if sharding is None or self.mesh is None else jax.device_put(a, sharding)
+
+        self._batches = [tuple(place(a[s:s + batch_size]) for a in (users, weight, seen, gt))
+                         for s in range(0, total, batch_size)]
 
     def __call__(self, user_emb: jax.Array, item_emb: jax.Array) -> dict[str, float]:
         """Metrics of the split. With a mesh, the embeddings may come unpadded (they are then padded and split
         here) or as the trainer's embed() returns them: padded to a multiple of the device count, split by rows."""
+        if self.abstract:
+            raise ValueError("an abstract Evaluator only lowers programs (lower_batch)")
         if self.mesh is not None:
             user_emb, item_emb = (self._split_rows(x) for x in (user_emb, item_emb))
         sums = None
         for batch in self._batches:
             if self.mesh is None:
-                part = _batch_metrics(user_emb, item_emb, *batch, topk=self.topk)
+                part = _batch_metrics(user_emb, item_emb, *batch, topk=self.topk, by_compare=self.mask_by_compare)
             else:
                 part = _split_item_batch_metrics(user_emb, item_emb, *batch, topk=self.topk, n_items=self.n_items,
-                                                 mesh=self.mesh)
+                                                 mesh=self.mesh, by_compare=self.mask_by_compare)
             sums = part if sums is None else jax.tree.map(jnp.add, sums, part)
         sums = jax.device_get(sums)
         return {name: round(float(value) / len(self.users), 4) for name, value in sums.items()}
@@ -91,10 +102,11 @@ class Evaluator:
     def lower_batch(self, user_emb, item_emb):
         """The first user batch's program, lowered (for cost and memory figures: `make bench`)."""
         if self.mesh is None:
-            return _batch_metrics.lower(user_emb, item_emb, *self._batches[0], topk=self.topk)
+            return _batch_metrics.lower(user_emb, item_emb, *self._batches[0], topk=self.topk,
+                                        by_compare=self.mask_by_compare)
         user_emb, item_emb = (self._split_rows(x) for x in (user_emb, item_emb))
         return _split_item_batch_metrics.lower(user_emb, item_emb, *self._batches[0], topk=self.topk,
-                                               n_items=self.n_items, mesh=self.mesh)
+                                               n_items=self.n_items, mesh=self.mesh, by_compare=self.mask_by_compare)
 
     def _split_rows(self, x) -> jax.Array:
         rows = self._placement.padded_rows(x.shape[0])
@@ -104,17 +116,33 @@ class Evaluator:
         return parallel.put(np.pad(np.asarray(x), [(0, rows - x.shape[0]), (0, 0)]), sharding)
 
 
-@functools.partial(jax.jit, static_argnames=("topk",))
-def _batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk):
-    scores = user_emb[users] @ item_emb.T
-    rows = jnp.arange(users.shape[0])[:, None]
-    scores = scores.at[rows, seen].set(-jnp.inf, mode="drop")
+def mask_seen(scores: jax.Array, seen: jax.Array, first_item, by_compare: bool) -> jax.Array:
+    """`scores` [B, n] of items first_item … first_item+n−1 with each row's `seen` item ids [B, S] set to -inf
+    (ids outside the range, list padding included, change nothing).
+
+    Two ways to the same values. The scatter `scores.at[rows, seen].set(-inf)` is the cheap one on CPU and GPU. On
+    TPU it compiles to a scatter with a sort of the indices and while loops, which the TPU compiler models far above
+    the scoring and top-k it serves (BENCHMARKS.md, TPU compiler), so there (`by_compare`) the mask is built by
+    comparing every column id with the row's seen ids: a fused [B, n, S] compare-and-reduce with no scatter.
+    With S up to a few hundred it is dense work the TPU's vector units do at full rate."""
+    if by_compare:
+        ids = first_item + jnp.arange(scores.shape[1], dtype=seen.dtype)
+        hit = jnp.any(ids[None, :, None] == seen[:, None, :], axis=-1)
+        return jnp.where(hit, -jnp.inf, scores)
+    local = seen - first_item
+    local = jnp.where((local >= 0) & (local < scores.shape[1]), local, scores.shape[1])  # others: dropped
+    return scores.at[jnp.arange(scores.shape[0])[:, None], local].set(-jnp.inf, mode="drop")
+
+
+@functools.partial(jax.jit, static_argnames=("topk", "by_compare"))
+def _batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk, by_compare=False):
+    scores = mask_seen(user_emb[users] @ item_emb.T, seen, 0, by_compare)
     _, top = jax.lax.top_k(scores, max(topk))
     return ranking_metrics(top, gt, weight, item_emb.shape[0], topk)
 
 
-@functools.partial(jax.jit, static_argnames=("topk", "n_items", "mesh"))
-def _split_item_batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk, n_items, mesh):
+@functools.partial(jax.jit, static_argnames=("topk", "n_items", "mesh", "by_compare"))
+def _split_item_batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk, n_items, mesh, by_compare=False):
     """_batch_metrics with the items split over `mesh` (rows of item_emb; padding rows are ids ≥ n_items)."""
     axis = mesh.axis_names[0]
     k_max = max(topk)
@@ -122,10 +150,7 @@ def _split_item_batch_metrics(user_emb, item_emb, users, weight, seen, gt, topk,
     def local_top(rows, items, seen):
         n_local = items.shape[0]
         offset = jax.lax.axis_index(axis) * n_local
-        scores = rows @ items.T  # [B, I/n]: this device's items only
-        local_seen = seen - offset
-        local_seen = jnp.where((local_seen >= 0) & (local_seen < n_local), local_seen, n_local)  # others: dropped
-        scores = scores.at[jnp.arange(rows.shape[0])[:, None], local_seen].set(-jnp.inf, mode="drop")
+        scores = mask_seen(rows @ items.T, seen, offset, by_compare)  # [B, I/n]: this device's items only
         ids = offset + jnp.arange(n_local)
         scores = jnp.where(ids[None, :] < n_items, scores, -jnp.inf)  # padding items never rank above real ones
         values, index = jax.lax.top_k(scores, min(k_max, n_local))

@@ -140,16 +140,27 @@ def logical(tree):
     return jax.tree.map(one, tree, is_leaf=_is_padded)
 
 
+def abstract(x, sharding: NamedSharding) -> jax.ShapeDtypeStruct:
+    """The shape, dtype and `sharding` of an array (host, placed or abstract), without its values."""
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype,
+                                sharding=sharding)
+
+
 class Placement:
     """Puts run state, features and graphs on the mesh as the module docstring describes.
 
     `node_counts` are the row counts that mark a node-indexed table (the user and the item count). A weight that
     happens to have as many rows is split too: that only changes where it lives, never a result.
+
+    `abstract=True` places nothing: every method returns `jax.ShapeDtypeStruct`s carrying the shardings the real
+    placement would give (Padded nodes included), so that programs can be lowered and compiled for a mesh of devices
+    this machine does not have (a TPU topology, say: lgmrec_jax/aot/). Host arrays are read for their shapes only.
     """
 
-    def __init__(self, mesh: jax.sharding.Mesh, node_counts: tuple[int, ...]):
+    def __init__(self, mesh: jax.sharding.Mesh, node_counts: tuple[int, ...], abstract: bool = False):
         self.mesh, self.node_counts = mesh, tuple(node_counts)
         self.split = mesh.size > 1
+        self.abstract = abstract
 
     def padded_rows(self, rows: int) -> int:
         return -(-rows // self.mesh.size) * self.mesh.size
@@ -174,20 +185,33 @@ class Placement:
     def _is_node(self, x) -> bool:
         return self.split and np.ndim(x) >= 1 and np.shape(x)[0] in self.node_counts
 
+    def replicate(self, tree):
+        """Every array of `tree` on every device of the mesh (abstract: its shape with that sharding)."""
+        if self.abstract:
+            return jax.tree.map(lambda x: abstract(x, replicated(self.mesh)), tree)
+        return replicate(tree, self.mesh)
+
     def place(self, tree):
-        """Host (or single-device) arrays → mesh: node tables split (Padded when uneven), the rest replicated."""
+        """Host (or single-device) arrays → mesh: node tables split (Padded when uneven), the rest replicated.
+        With `abstract`, arrays or ShapeDtypeStructs → ShapeDtypeStructs placed alike."""
         if not self.split:
-            return replicate(tree, self.mesh)
+            return self.replicate(tree)
 
         def one(x):
             if not self._is_node(x):
-                return put(x, replicated(self.mesh))
-            x = np.asarray(x)
-            pad = self.padded_rows(x.shape[0]) - x.shape[0]
-            value = np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-            return Padded(put(value, self.rows_sharding()), rows=x.shape[0], sharding=self.rows_sharding())
+                return abstract(x, replicated(self.mesh)) if self.abstract else put(x, replicated(self.mesh))
+            rows = np.shape(x)[0]
+            if self.abstract:
+                value = jax.ShapeDtypeStruct((self.padded_rows(rows),) + tuple(np.shape(x)[1:]), x.dtype,
+                                             sharding=self.rows_sharding())
+            else:
+                x = np.asarray(x)
+                value = put(np.pad(x, [(0, self.padded_rows(rows) - rows)] + [(0, 0)] * (x.ndim - 1)),
+                            self.rows_sharding())
+            return Padded(value, rows=rows, sharding=self.rows_sharding())
 
-        return jax.tree.map(one, jax.device_get(tree))
+        leaf = lambda x: isinstance(x, jax.ShapeDtypeStruct)  # noqa: E731
+        return jax.tree.map(one, tree if self.abstract else jax.device_get(tree), is_leaf=leaf)
 
     def shardings(self, tree):
         """The shardings `place(tree)` would give, for a tree of arrays or ShapeDtypeStructs: output constraints of
@@ -201,13 +225,14 @@ class Placement:
     def place_graphs(self, graphs):
         """Graph pytrees: sparse matrices in row blocks over the mesh, every other array replicated."""
         if not self.split:
-            return replicate(graphs, self.mesh)
+            return self.replicate(graphs)
+        rows = (lambda a: abstract(a, self.rows_sharding())) if self.abstract else (
+            lambda a: put(a, self.rows_sharding()))
 
         def one(x):
             if isinstance(x, SparseMatrix):
-                blocked = partitioned.partition(x, self.mesh, DATA_AXIS)
-                return blocked.replace(fwd=jax.tree.map(lambda a: put(a, self.rows_sharding()), blocked.fwd),
-                                       bwd=jax.tree.map(lambda a: put(a, self.rows_sharding()), blocked.bwd))
-            return put(x, replicated(self.mesh))
+                blocked = partitioned.partition(x, self.mesh, DATA_AXIS)  # on the host, also when abstract
+                return blocked.replace(fwd=jax.tree.map(rows, blocked.fwd), bwd=jax.tree.map(rows, blocked.bwd))
+            return abstract(x, replicated(self.mesh)) if self.abstract else put(x, replicated(self.mesh))
 
         return jax.tree.map(one, graphs, is_leaf=lambda x: isinstance(x, SparseMatrix))

@@ -181,22 +181,30 @@ def make_embed(model, model_cfg, matmul_precision: str = "float32", placement: p
 class Trainer:
     """Holds everything built once per run; `run()` executes the loop."""
 
-    def __init__(self, cfg: RunConfig, data: Dataset, workdir: Path, progress: bool = True):
+    def __init__(self, cfg: RunConfig, data: Dataset, workdir: Path, progress: bool = True,
+                 target: jax.sharding.Mesh | None = None, graphs=None):
+        """`target`: a mesh of devices to compile for instead of training (lgmrec_jax/aot/): state, graphs,
+        features and sampler tables are then `ShapeDtypeStruct`s placed on it (parallel.Placement abstract mode),
+        nothing is transferred, and `lower()` gives the run's programs; `run()` is refused. `graphs`: host graphs
+        to use instead of `model.build_graphs` (the compiler needs their shapes only)."""
         self.cfg, self.data, self.workdir = cfg, data, Path(workdir)
+        self.abstract = target is not None
         self.primary = parallel.is_primary()  # writes the run's files (run() on several processes)
         self.progress = progress and self.primary
         tc = cfg.train
         self.model = get_model(cfg.model_name)
-        self.mesh = parallel.make_mesh(tc.devices)
+        self.mesh = target if self.abstract else parallel.make_mesh(tc.devices)
         if tc.train_batch_size % self.mesh.size:
             raise ValueError(f"train.train_batch_size={tc.train_batch_size} is not divisible by the "
                              f"{self.mesh.size} devices in use")
-        self.backend = resolve_backend(tc.backend)
-        graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
-        self.placement = parallel.Placement(self.mesh, (data.n_users, data.n_items))
+        self.platform = self.mesh.devices.flat[0].platform
+        self.backend = resolve_backend(tc.backend, self.platform)
+        if graphs is None:
+            graphs = self.model.build_graphs(data, cfg.model, self.backend, cache_dir=Path(tc.cache_dir))
+        self.placement = parallel.Placement(self.mesh, (data.n_users, data.n_items), abstract=self.abstract)
         self.graphs = self.placement.place_graphs(graphs)
         self.feats = device_features(self.model, data, tc.feature_dtype, self.placement)
-        self.tables = parallel.replicate(sampler.build_tables(data, tc.train_batch_size), self.mesh)
+        self.tables = self.placement.replicate(sampler.build_tables(data, tc.train_batch_size))
         self.steps_per_epoch = self.tables.batches_per_epoch
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
         self.train_step = make_train_step(self.model, cfg.model, self.optimizer)
@@ -204,11 +212,32 @@ class Trainer:
         self.programs = make_epoch_programs(self.train_step, parallel.batch_sharded(self.mesh), tc.matmul_precision,
                                             self.state_sharding)
         self.embed = make_embed(self.model, cfg.model, tc.matmul_precision, self.placement)
-        self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, mesh=self.mesh)
-        self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, mesh=self.mesh)
+        self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, mesh=self.mesh,
+                                    abstract=self.abstract, platform=self.platform)
+        self.test_eval = Evaluator(data, "test", tc.topk, tc.eval_batch_size, mesh=self.mesh,
+                                   abstract=self.abstract, platform=self.platform)
         if tc.valid_metric not in self._metric_names():
             raise ValueError(f"train.valid_metric={tc.valid_metric!r} is not computed; "
                              f"available: {', '.join(self._metric_names())}")
+
+    def lower(self) -> dict[str, jax.stages.Lowered]:
+        """The run's programs lowered for this trainer's mesh: `train_step` (the epoch program, compiled for one
+        step: the scan body is what an epoch repeats), `embed` (the evaluation forward pass) and `eval_batch` (one
+        user batch of the validation ranking). Works on placed and on abstract (`target`) trainers alike."""
+        replicated = parallel.replicated(self.mesh)
+        state = self.init_state()
+        key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated)
+        order = jax.ShapeDtypeStruct((self.steps_per_epoch * self.tables.batch_size,), jnp.int32,
+                                     sharding=replicated)
+        start = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+        programs = {"train_step": self.programs.run_steps.lower(state, self.graphs, self.feats, self.tables, order,
+                                                                key, start, n_steps=1),
+                    "embed": self.embed.lower(state.params, self.graphs, self.feats, key)}
+        rows = self.placement.rows_sharding() if self.placement.split else replicated
+        users, items = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rows)
+                        for x in jax.eval_shape(self.embed, state.params, self.graphs, self.feats, key))
+        programs["eval_batch"] = self.valid_eval.lower_batch(users, items)
+        return programs
 
     def _metric_names(self):
         return [f"{m}@{k}" for k in self.cfg.train.topk for m in ("recall", "ndcg", "precision", "map")]
@@ -221,7 +250,9 @@ class Trainer:
                           best_params=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32), key=run_key)
 
     def init_state(self) -> TrainState:
-        """The initial state placed on the mesh (parallel.Placement)."""
+        """The initial state placed on the mesh (parallel.Placement); abstract for a `target` trainer."""
+        if self.abstract:
+            return self.placement.place(jax.eval_shape(self._logical_init_state))
         return self.placement.place(self._logical_init_state())
 
     def evaluate(self, params, evaluator: Evaluator, epoch: int) -> dict[str, float]:
@@ -239,6 +270,8 @@ class Trainer:
         With several processes (`--distributed`) `workdir` is one directory that all of them see: orbax writes each
         checkpoint there together. Process 0 alone checks, locks and writes the run's files; the others wait for
         its verdict on the directory (parallel.primary_says) and then train, save and restore with it."""
+        if self.abstract:
+            raise ValueError("this Trainer compiles for a target mesh (target=...); it cannot train")
         if not self.primary:
             if not parallel.primary_says(True):
                 raise rundir.RunDirError(f"{self.workdir}: process 0 refused this run directory (its message says "

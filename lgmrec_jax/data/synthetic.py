@@ -53,7 +53,7 @@ def generate(scale: str | Scale = "tiny", seed: int = 0, in_cluster: float = 0.8
     offsets = np.searchsorted(item_cluster, np.arange(C + 1))
     sizes = np.diff(offsets)
 
-    degrees = _degrees(rng, U, scale.n_interactions, max_degree=max(MIN_USER_DEGREE, I // 3))
+    degrees = user_degrees(rng, U, scale.n_interactions, max_degree=max(MIN_USER_DEGREE, I // 3))
     users = np.repeat(np.arange(U), degrees)
     items = _draw_items(rng, users, user_cluster, offsets, sizes, I, in_cluster)
     items = _dedupe(rng, users, items, user_cluster, offsets, sizes, I, in_cluster)
@@ -78,7 +78,7 @@ def generate(scale: str | Scale = "tiny", seed: int = 0, in_cluster: float = 0.8
                    test=pairs[labels == 2], features=features)
 
 
-def _degrees(rng, n_users, total, max_degree):
+def user_degrees(rng, n_users, total, max_degree):
     # Heavy-tailed activity on top of the 5-core minimum, summing exactly to `total`.
     extra = total - MIN_USER_DEGREE * n_users
     if extra < 0:

@@ -155,10 +155,10 @@ def default_backend(platform: str | None = None) -> str:
     return "bcsr" if platform == "cpu" else "bcoo"
 
 
-def resolve_backend(name: str) -> str:
-    """The config value `train.backend` as a concrete backend: "auto" → default_backend(), others checked."""
+def resolve_backend(name: str, platform: str | None = None) -> str:
+    """The config value `train.backend` as a concrete backend: "auto" → default_backend(platform), others checked."""
     if name == "auto":
-        return default_backend()
+        return default_backend(platform)
     check_backend(name)
     return name
 

@@ -75,7 +75,14 @@ class Forward(NamedTuple):
 def build_graphs(data: Dataset, cfg: Config, backend: str, cache_dir=None) -> dict:
     """kNN graph per modality, the semantic-neighbour-enhanced Â and its user-item block R̂ (SPEC §4.2)."""
     modalities = _sorted_modalities(data.features)
-    knn = {m: knn_graph(data.features[m], cfg.knn_k, "sym", cache_dir=cache_dir) for m in modalities}
+    return graphs_from_knn(data, {m: knn_graph(data.features[m], cfg.knn_k, "sym", cache_dir=cache_dir)
+                                  for m in modalities}, backend)
+
+
+def graphs_from_knn(data: Dataset, knn: dict, backend: str) -> dict:
+    """build_graphs from given kNN graphs (one KnnGraph per modality): also what lgmrec_jax/aot gives it at scales
+    too large to compute the neighbours, where only the graphs' shapes matter."""
+    modalities = _sorted_modalities(data.features)
     edges = semantic_neighbours(*(knn[m].cols for m in modalities))
     adj = normalized_adjacency(data.n_users, data.n_items, data.train, item_item=edges, backend=backend)
     return {
