@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--extend-to", type=int, metavar="EPOCHS",
                        help="with --resume: raise the run's train.epochs cap to EPOCHS and go on training")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--compilation-cache", metavar="DIR", default=None,
+                       help="JAX's persistent compilation cache: a resume or the next run of the same programs "
+                            "skips compiling (default .cache/jax, or $LGMREC_COMPILATION_CACHE; 'none' turns it off)")
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host TPU pod slices)")
     add_recommend_parsers(sub, debug)
@@ -159,6 +162,11 @@ def cmd_train(args) -> int:
     import jax  # only now: the checks above need no device
     if args.distributed:
         jax.distributed.initialize()
+    from lgmrec_jax import compile_cache
+    cache = compile_cache.enable(args.compilation_cache if args.compilation_cache is not None
+                                 else compile_cache.default_dir())
+    if cache is not None:
+        print(f"compilation cache: {cache}")
     validate(cfg, available_devices=len(jax.devices()))
     from lgmrec_jax.hardware import platform_report
     platform_line, warning = platform_report()

@@ -64,7 +64,7 @@ def figures(lowered: jax.stages.Lowered, target: targets.Target) -> dict:
     try:
         compiled = lowered.compile()
     except Exception as e:
-        return {"compile_s": time.perf_counter() - t0, "error": _message(e), "fits": _oom(e) and False}
+        return {"compile_s": time.perf_counter() - t0, "error": _message(e), "fits": False if _oom(e) else None}
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes

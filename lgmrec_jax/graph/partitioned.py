@@ -201,14 +201,29 @@ def spmm(mat: sparse.SparseMatrix, x: jax.Array) -> jax.Array:
 # [block nonzeros, width] gather of it (BCOO and segment_sum materialize it); GUME multiplies its three 64-wide
 # branches as one 192-wide operand, and at ~10× Electronics size those buffers were 7.3 GiB per device at 8 devices.
 # Columns are independent, so chunking changes no value; below the budget one product is as fast or faster.
+# The budget counts the bytes the device really allocates: on TPU a 2-d float32 buffer is stored in (8, 128) tiles,
+# so a [nnz, 64] gather takes as much HBM as a [nnz, 128] one (the TPU compiler's buffer assignment shows the
+# `T(8,128)` layout; BENCHMARKS.md, TPU compiler).
 GATHER_BUDGET = 256 * 2**20
 CHUNK_COLUMNS = 64
+TPU_TILE = (8, 128)  # second-minor, minor dimension of a 32-bit array's tile on TPU
+
+
+def buffer_bytes(rows: int, cols: int, itemsize: int, platform: str) -> int:
+    """Bytes of a [rows, cols] buffer on `platform`: tiled on TPU (each dimension rounded up to its tile), exact
+    elsewhere. 16-bit types pack two rows per sublane, so their tile is (16, 128)."""
+    if platform != "tpu":
+        return rows * cols * itemsize
+    sub, lanes = TPU_TILE
+    sub *= max(1, 4 // itemsize)
+    return -(-rows // sub) * sub * -(-cols // lanes) * lanes * itemsize
 
 
 def _local_product(blocks: "sparse.Blocks", shape, backend: str, side: int, csr: sparse.CSR, x):
     """One side's (0: A, 1: Aᵀ) row blocks times a replicated operand, in column chunks when it is large."""
     d = x.shape[1]
-    gather_bytes = csr.data.shape[-1] * d * x.dtype.itemsize
+    platform = blocks.mesh.devices.flat[0].platform
+    gather_bytes = buffer_bytes(csr.data.shape[-1], d, x.dtype.itemsize, platform)
     if gather_bytes <= GATHER_BUDGET or d <= CHUNK_COLUMNS or d % CHUNK_COLUMNS:
         return _local_product_chunk(blocks, shape, backend, side, csr, x)
     k = d // CHUNK_COLUMNS

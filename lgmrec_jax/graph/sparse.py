@@ -7,11 +7,12 @@ scatter that autodiff of a sparse gather would produce.
 
 Backends (all give the same result, tests/graph/test_sparse.py; pick by measurement, `make bench` → BENCHMARKS.md):
   * ``bcoo``         `jax.experimental.sparse.BCOO` matmul; XLA lowers it to gather + scatter-add. Portable: the
-                     default off CPU.
+                     default on GPU.
   * ``bcsr``         `jax.experimental.sparse.BCSR` matmul, with a `custom_vjp` whose backward uses the stored
                      transpose. On CPU it lowers to jaxlib's multi-threaded CSR kernel (`cpu_csr_sparse_dense_ffi`),
-                     on GPUs to cuSPARSE / hipSPARSE where supported; elsewhere to a generic lowering.
-  * ``segment_sum``  explicit gather of rows and `jax.ops.segment_sum` over sorted row ids (what jraph does).
+                     elsewhere to a generic lowering (jax 0.12 routes it to cuSPARSE only with
+                     `jax_bcoo_cusparse_lowering`, off by default and not set here).
+  * ``segment_sum``  explicit gather of rows and `jax.ops.segment_sum` over sorted row ids: the default on TPU.
 """
 
 from __future__ import annotations
@@ -148,11 +149,18 @@ def default_backend(platform: str | None = None) -> str:
     CPU: bcsr. At Clothing size (62,420 nodes, 388k nonzeros, 64 wide) one Â@X took ×0.27 of bcoo's time (26.9 vs
     98.4 ms; segment_sum 94.4 ms), two layers forward + backward ×0.40, and every model's train step was fastest
     with it (LightGCN ×0.41–0.49 of bcoo; GUME ×0.73; LGMRec, dominated by dense work, ×0.83–0.91).
-    GPU / TPU: bcoo, the portable choice, NOT yet measured against bcsr (cuSPARSE) and segment_sum: no accelerator
-    was available when this was decided. Run `make bench` there and change this line if another backend wins.
+    TPU: segment_sum, from the TPU compiler's evidence (libtpu's cost model and buffer assignment, compiled on a CPU
+    machine with `python -m experiments.aot`; a model of the program, NOT a timing, since no TPU was lent): every
+    backend becomes gather + scatter-add there, but bcoo re-stacks its index array with extra gathers, masks
+    [nnz, d] for bounds and, at Clothing size, sorts indices that are already sorted; bcsr adds a second scatter (CSR
+    → COO rows) and has no TPU kernel. LGMRec's Baby train step on v5e: bcoo 25.5 GB accessed, 0.79 GiB temporaries,
+    57 gathers; segment_sum 13.0 GB, 0.63 GiB, 33 gathers, the same FLOPs (BENCHMARKS.md, TPU compiler).
+    GPU: bcoo, the portable choice, not measured against bcsr and segment_sum (no GPU was lent; XLA's GPU compiler
+    gives no cost analysis). bcsr does not reach cuSPARSE in jax 0.12: `jax_bcoo_cusparse_lowering` is off by
+    default and this project does not set it. Run `make bench` there and change this line if another backend wins.
     """
     platform = platform or jax.default_backend()
-    return "bcsr" if platform == "cpu" else "bcoo"
+    return {"cpu": "bcsr", "tpu": "segment_sum"}.get(platform, "bcoo")
 
 
 def resolve_backend(name: str, platform: str | None = None) -> str:
@@ -219,10 +227,10 @@ def spmm(mat: SparseMatrix, x: jax.Array) -> jax.Array:
     else:
         fwd = jax.tree.map(jax.lax.stop_gradient, mat.fwd)
         bwd = jax.tree.map(jax.lax.stop_gradient, mat.bwd)
-        if mat.backend == "bcsr":
-            out = _bcsr_matmul(mat.shape, fwd, bwd, x2)
-        else:  # bcoo and segment_sum are differentiated by JAX itself
+        if mat.backend == "bcoo":  # differentiated by JAX itself
             out = local_product(fwd, mat.shape, mat.backend, x2)
+        else:  # backward = a product with the stored transpose (a sorted segment sum, not an unsorted scatter)
+            out = _transpose_vjp_matmul(mat.shape, mat.backend, fwd, bwd, x2)
     return out[:, 0] if squeeze else out
 
 
@@ -251,19 +259,20 @@ def _bcsr_forward(m: CSR, shape, x):
     return mat @ x
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _bcsr_matmul(shape, fwd: CSR, bwd: CSR, x):
-    return _bcsr_forward(fwd, shape, x)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _transpose_vjp_matmul(shape, backend, fwd: CSR, bwd: CSR, x):
+    return local_product(fwd, shape, backend, x)
 
 
-def _bcsr_matmul_fwd(shape, fwd, bwd, x):
-    return _bcsr_forward(fwd, shape, x), (fwd, bwd)
+def _transpose_vjp_matmul_fwd(shape, backend, fwd, bwd, x):
+    return local_product(fwd, shape, backend, x), (fwd, bwd)
 
 
-def _bcsr_matmul_bwd(shape, res, g):
+def _transpose_vjp_matmul_bwd(shape, backend, res, g):
     fwd, bwd = res
-    # d(A x)/dx applied to g is Aᵀ g: one more CSR product with the stored transpose. The matrix is constant.
-    return None, None, _bcsr_forward(bwd, (shape[1], shape[0]), g)
+    # d(A x)/dx applied to g is Aᵀ g: one more product with the stored transpose. The matrix is constant. For
+    # segment_sum this replaces autodiff's scatter-add at unsorted column ids by a sum over sorted row ids.
+    return None, None, local_product(bwd, (shape[1], shape[0]), backend, g)
 
 
-_bcsr_matmul.defvjp(_bcsr_matmul_fwd, _bcsr_matmul_bwd)
+_transpose_vjp_matmul.defvjp(_transpose_vjp_matmul_fwd, _transpose_vjp_matmul_bwd)
