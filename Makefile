@@ -27,12 +27,19 @@ EXTRAS  := $(if $(filter cuda12 cuda13 tpu,$(ACCEL)),test$(comma)$(ACCEL),test)
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: help venv features-venv train test data bench profile table ablations sweeps sparsity popularity clean
+# Compile-only accelerator toolchain (lgmrec_jax/aot/): libtpu and the CUDA compiler plugin in their own venv, so that
+# the training venv never probes for TPU chips at start-up. Not built with ACCEL=system (no registry access there).
+AOT_VENV := .venv-aot
+AOT_PY   := $(AOT_VENV)/bin/python
+AOT_DEP  := $(if $(filter system,$(ACCEL)),,aot-venv)
+
+.PHONY: help venv features-venv aot-venv train test data bench profile aot aot-table table ablations sweeps sparsity popularity clean
 
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
 	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
+	@echo "make aot ARGS='plan --model gume --dataset 10x-elec --generation v5e' | make aot-table   (TPU/GPU compilers)"
 	@echo "make table | ablations | sweeps | sparsity | popularity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
 $(VENV)/.installed-$(ACCEL): pyproject.toml
@@ -63,11 +70,24 @@ $(FEATURES_VENV)/.installed: pyproject.toml
 
 features-venv: $(FEATURES_VENV)/.installed
 
+$(AOT_VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
+	@echo "creating $(AOT_VENV) with $(PYTHON): jax[tpu] (libtpu) and the CUDA compiler plugin, compile-only"
+	$(PYTHON) -m venv $(AOT_VENV)
+	$(AOT_PY) -m pip install -q --upgrade pip
+	$(AOT_PY) -m pip install -q -e '.[test,aot]'
+	@# The plugin must match jaxlib exactly; --no-deps: compiling for a GPU needs no CUDA libraries.
+	$(AOT_PY) -m pip install -q --no-deps "jax-cuda12-plugin==$$($(AOT_PY) -c 'from importlib.metadata import version; print(version("jaxlib"))')" \
+	    "jax-cuda12-pjrt==$$($(AOT_PY) -c 'from importlib.metadata import version; print(version("jaxlib"))')"
+	@touch $@
+
+aot-venv: $(AOT_VENV)/.installed
+
 train: venv
 	$(PY) -m lgmrec_jax.cli train --model $(MODEL) --dataset $(DATASET) $(ARGS)
 
-test: venv
-	$(PY) -m pytest tests
+test: venv $(AOT_DEP)
+	$(if $(AOT_DEP),LGMREC_AOT_PYTHON=$(AOT_PY) ,)$(PY) -m pytest tests
 
 data: venv
 	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
@@ -77,6 +97,12 @@ bench: venv
 
 profile: venv
 	$(PY) -m experiments.profile --model $(MODEL) --dataset $(DATASET) $(ARGS)
+
+aot: aot-venv
+	$(AOT_PY) -m experiments.aot $(ARGS)
+
+aot-table: aot-venv
+	$(AOT_PY) -m experiments.aot table --write $(ARGS)
 
 # Paper-style experiments (experiments/): selection on validation only; tables and plots land in results/.
 SEEDS ?= 3
@@ -97,4 +123,4 @@ popularity: venv
 	$(PY) -m experiments.popularity --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(AOT_VENV) .pytest_cache   # never runs/ or data/: those are the user's

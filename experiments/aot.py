@@ -87,7 +87,7 @@ def cmd_plan(args) -> int:
     if args.target:
         target = targets.parse(args.target)
         print(f"largest train batch of {args.model} on {args.dataset} that fits {target.name}, by its compiler:")
-        batch, _ = plan.largest_batch(args.model, data, target, args.set, log=log)
+        batch, _ = plan.largest_batch(args.model, data, target, args.set, limit=args.max_batch, log=log)
         print(f"→ {args.model} on {args.dataset}, {target.name}: " + (
             f"train.train_batch_size up to {batch:,} fits" if batch else "not even a batch of 2,048 fits"))
         return 0 if batch else 1
@@ -183,6 +183,7 @@ def parse_args(argv):
     g = q.add_mutually_exclusive_group(required=True)
     g.add_argument("--generation", help="search this generation's topologies, smallest first (v5e, v6e, v4, v5p, h100)")
     g.add_argument("--target", help="find the largest train batch that fits this target")
+    q.add_argument("--max-batch", type=int, default=1 << 22, help="stop the batch search here (default 4,194,304)")
     t = sub.add_parser("table", parents=[common], help="the BENCHMARKS.md TPU/GPU compiler tables")
     t.add_argument("--models", nargs="+", default=list(TABLE_MODELS), choices=TABLE_MODELS)
     t.add_argument("--datasets", nargs="+", default=list(TABLE_DATASETS))

@@ -76,7 +76,7 @@ class Evaluator:
         def place(a):
             if abstract:
                 return parallel.abstract(a, sharding)
-            return jnp.asarray(a) if sharding is None or self.mesh is None else jax.device_put(a, sharding)
+            return jnp.asarray(a) if sharding is None else jax.device_put(a, sharding)
 
         self._batches = [tuple(place(a[s:s + batch_size]) for a in (users, weight, seen, gt))
                          for s in range(0, total, batch_size)]

@@ -25,6 +25,7 @@ import jax
 from lgmrec_jax.aot import scales, targets
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data.dataset import Dataset
+from lgmrec_jax.errors import InputError
 from lgmrec_jax.models import get_model
 from lgmrec_jax.train import Trainer
 
@@ -52,6 +53,8 @@ def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(),
     try:
         trainer = trainer_for(model, data, target, overrides)
         lowered = trainer.lower()
+    except InputError:  # a bad --set key or value: the user's to fix, exit 2
+        raise
     except Exception as e:  # a configuration the trainer refuses is a row, not a crash of the whole table
         return [{**base, "program": p, "error": _message(e)} for p in programs]
     base["backend"] = trainer.backend

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import AxisType
 
+from lgmrec_jax.errors import Failure, InputError
+
 # Chips per host of each TPU generation: a topology up to this size is one host, as on a single TPU VM.
 _HOST_BOUNDS = {"v2": (2, 2, 1), "v3": (2, 2, 1), "v4": (2, 2, 1), "v5p": (2, 2, 1), "v5e": (2, 4, 1),
                 "v6e": (2, 4, 1), "tpu7x": (2, 2, 1)}
@@ -53,8 +55,8 @@ device_description_str: "NVIDIA H100 80GB HBM3"
 GPU_SPECS = {"h100": (_H100, 84978434048)}
 
 
-class TargetError(ValueError):
-    """A target name that cannot be parsed, or a compiler that is not installed."""
+class TargetError(InputError):
+    """A target name that cannot be parsed (exit 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,16 +116,16 @@ def _devices(target: Target) -> tuple:
         try:
             desc = topologies.get_topology_desc(f"{target.kind}:{topology}", "tpu", chips_per_host_bounds=bounds)
         except Exception as e:  # libtpu missing or the name unknown to it
-            raise TargetError(f"--target {target.name}: the TPU compiler is not available or rejects this "
-                              f"topology ({_first_line(e)}); `make aot-venv` installs it") from None
+            raise Failure(f"--target {target.name}: the TPU compiler is not available or rejects this topology "
+                          f"({_first_line(e)}); `make aot-venv` installs it, `make aot ARGS=...` runs there") from None
         return tuple(desc.devices)
     spec, _ = GPU_SPECS[target.kind]
     try:
         desc = topologies.get_topology_desc(platform="cuda", target_config=spec,
                                             topology=f"1x1x{target.shape[0]}")
     except Exception as e:
-        raise TargetError(f"--target {target.name}: the CUDA compiler plugin is not available "
-                          f"({_first_line(e)}); `make aot-venv` installs it") from None
+        raise Failure(f"--target {target.name}: the CUDA compiler plugin is not available ({_first_line(e)}); "
+                      "`make aot-venv` installs it, `make aot ARGS=...` runs there") from None
     return tuple(desc.devices)
 
 
@@ -143,9 +145,8 @@ def _usable_bytes(target: Target) -> int:
         found = re.search(r"available HBM \(([\d.]+)([KMGT])\)", str(e))
         if found:
             return int(float(found.group(1)) * 1024 ** "KMGT".index(found.group(2)) * 1024)
-        raise TargetError(f"{target.name}: could not read the usable memory from the compiler: "
-                          f"{_first_line(e)}") from None
-    raise TargetError(f"{target.name}: the compiler accepted a 2 TiB program; cannot tell its memory")
+        raise Failure(f"{target.name}: could not read the usable memory from the compiler: {_first_line(e)}") from None
+    raise Failure(f"{target.name}: the compiler accepted a 2 TiB program; cannot tell its memory")
 
 
 def _first_line(e: Exception) -> str:
