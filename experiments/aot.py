@@ -102,8 +102,8 @@ def cmd_table(args) -> int:
     """The BENCHMARKS.md tables: TPU targets with cost analysis, then GPU memory."""
     from lgmrec_jax.aot import report, scales, targets
 
-    rows = []
-    for dataset in args.datasets:
+    rows = json.loads(args.from_json.read_text()) if args.from_json else []
+    for dataset in ([] if args.from_json else args.datasets):
         data = scales.resolve(dataset, args.data_dir)
         for model in args.models:
             for name in [*args.targets, *args.gpu_targets]:
@@ -191,6 +191,7 @@ def parse_args(argv):
     t.add_argument("--gpu-targets", nargs="*", default=list(GPU_TARGETS))
     t.add_argument("--json", type=Path, help="write the rows here as they come (a partial table survives a kill)")
     t.add_argument("--write", action="store_true", help="replace the generated block in BENCHMARKS.md")
+    t.add_argument("--from-json", type=Path, help="render rows written earlier by --json instead of compiling")
     return p.parse_args(argv)
 
 

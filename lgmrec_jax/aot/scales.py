@@ -68,8 +68,20 @@ def is_counts_only(data: Dataset) -> bool:
     return any(f.strides[0] == 0 for f in data.features.values() if f.ndim == 2)
 
 
+_BUILT: dict = {}  # (model, dataset object, backend, model settings) → host graphs: one build per table run
+
+
 def graphs_for(model_name: str, model, data: Dataset, cfg, backend: str, cache_dir=None):
-    """The model's host graphs; for a counts-only dataset GUME's kNN graphs are random lists of the right shape."""
+    """The model's host graphs; for a counts-only dataset GUME's kNN graphs are random lists of the right shape.
+    Remembered for the process: a table compiles the same model and dataset for several targets."""
+    key = (model_name, id(data), backend, repr(cfg.model))
+    if key not in _BUILT:
+        _BUILT.clear()  # one dataset's graphs at a time: at ~10× Electronics they take gigabytes
+        _BUILT[key] = (data, _build(model_name, model, data, cfg, backend, cache_dir))
+    return _BUILT[key][1]
+
+
+def _build(model_name: str, model, data: Dataset, cfg, backend: str, cache_dir):
     if model_name != "gume" or not is_counts_only(data):
         return model.build_graphs(data, cfg.model, backend, cache_dir=cache_dir)
     rng = np.random.default_rng(1)

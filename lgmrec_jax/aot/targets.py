@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 
 import jax
@@ -53,6 +54,7 @@ dnn_version_info { major: 9 minor: 1 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """
 GPU_SPECS = {"h100": (_H100, 84978434048)}
+GPU_MEMORY_FRACTION = 0.75  # JAX's default GPU memory pool: 75% of the device, preallocated
 
 
 class TargetError(InputError):
@@ -132,10 +134,12 @@ def _devices(target: Target) -> tuple:
 @functools.cache
 def _usable_bytes(target: Target) -> int:
     """Bytes per chip the target's compiler lets a program use: read from its refusal of a program that needs
-    more than any chip has (TPU: 'exceeds available HBM (15.75G)'); a GPU compiler refuses nothing at compile time,
-    so its figure is the device description's memory size."""
+    more than any chip has (TPU: 'exceeds available HBM (15.75G)'). A GPU compiler refuses nothing at compile time;
+    there JAX's allocator takes GPU_MEMORY_FRACTION of the device's memory as its pool (XLA_PYTHON_CLIENT_MEM_FRACTION
+    changes it), so that share of the described memory is what a program can use."""
     if target.platform != "tpu":
-        return GPU_SPECS[target.kind][1]
+        fraction = float(os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", GPU_MEMORY_FRACTION))
+        return int(GPU_SPECS[target.kind][1] * fraction)
     device = target.devices()[0]
     sharding = jax.sharding.SingleDeviceSharding(device)
     big = jax.ShapeDtypeStruct((1 << 20, 1 << 18), jnp.float32, sharding=sharding)  # 1 TiB in, 1 TiB out
