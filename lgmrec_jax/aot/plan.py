@@ -2,8 +2,8 @@
 
     smallest_topology("gume", data, "v5e")        → the first of v5e 1x1, 2x2, 2x4, 4x4, ... whose compiled train
                                                      step, embedding pass and evaluation batch all fit per chip
-    largest_batch("gume", data, target)           → the largest train.train_batch_size (a multiple of 1024) whose
-                                                     train step fits that target
+    largest_batch("gume", data, target)           → the largest train.train_batch_size (a multiple of 1024, at most
+                                                     the training interactions) whose train step fits that target
 
 Every verdict is a compile for that target (report.compile_run): nothing is extrapolated from another size. A batch
 size changes only the train step (embedding and evaluation programs do not depend on it), so the batch search
@@ -33,11 +33,11 @@ def smallest_topology(model: str, data: Dataset, generation: str, overrides=(), 
     tried = []
     for grid in TOPOLOGIES[generation]:
         target = targets.parse(f"{generation}:{grid}")
-        rows = report.compile_run(model, data, target, overrides)
+        rows = report.compile_run(model, data, target, overrides, stop_at_misfit=True)
         tried += rows
         for r in rows:
             log(one_line(r))
-        if all(r.get("fits") for r in rows):
+        if len(rows) == len(report.PROGRAMS) and all(r.get("fits") for r in rows):
             return target.name, tried
     return None, tried
 
@@ -46,6 +46,8 @@ def largest_batch(model: str, data: Dataset, target: targets.Target, overrides=(
                   limit: int = 1 << 22, step: int = 1024, log=print) -> tuple[int | None, list[dict]]:
     """(the largest train batch, a multiple of `step`, whose train step fits `target`; None if `start` does not)."""
     tried = []
+    # A batch beyond the epoch's interactions is one padded batch per epoch: no larger batch means anything.
+    limit = min(limit, -(-len(data.train) // step) * step)
 
     def fits(batch: int) -> bool:
         row = report.compile_run(model, data, target, [*overrides, f"train.train_batch_size={batch}"],
@@ -58,12 +60,12 @@ def largest_batch(model: str, data: Dataset, target: targets.Target, overrides=(
         return None, tried
     low, high = start, None  # low fits; high (when known) does not
     while high is None:
-        if 2 * low > limit:
+        if low >= limit:
             return low, tried
-        if fits(2 * low):
-            low *= 2
+        if fits(min(2 * low, limit)):
+            low = min(2 * low, limit)
         else:
-            high = 2 * low
+            high = min(2 * low, limit)
     while high - low > step:
         mid = (low + high) // 2 // step * step
         if mid in (low, high):

@@ -48,7 +48,10 @@ def trainer_for(model: str, data: Dataset, target: targets.Target, overrides=())
     return Trainer(cfg, data, Path("/nonexistent-unused"), progress=False, target=target.mesh(), graphs=graphs)
 
 
-def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(), programs=PROGRAMS) -> list[dict]:
+def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(), programs=PROGRAMS,
+                stop_at_misfit: bool = False) -> list[dict]:
+    """Rows of `programs` compiled for `target`; with `stop_at_misfit` the programs after one that does not fit are
+    not compiled (a planner needs one refusal, not three)."""
     base = {"model": model, "dataset": data.name, "target": target.name, "devices": target.chips}
     try:
         trainer = trainer_for(model, data, target, overrides)
@@ -59,7 +62,12 @@ def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(),
         return [{**base, "program": p, "error": _message(e)} for p in programs]
     base["backend"] = trainer.backend
     base["batch"] = trainer.cfg.train.train_batch_size
-    return [{**base, "program": p, **figures(lowered[p], target)} for p in programs]
+    rows = []
+    for p in programs:
+        rows.append({**base, "program": p, **figures(lowered[p], target)})
+        if stop_at_misfit and not rows[-1].get("fits"):
+            break
+    return rows
 
 
 def figures(lowered: jax.stages.Lowered, target: targets.Target) -> dict:
