@@ -40,8 +40,8 @@ def fmt(x, digits: int = 2) -> str:
 
 
 def render(rows: list[dict]) -> list[str]:
-    out = ["| model | dataset | target | program | backend | peak GiB/chip | usable GiB | fits (headroom GiB) "
-           "| compile s | GFLOP/chip | GB accessed | unmodelled ops | gather / scatter / sort / while |",
+    out = ["| model | dataset | target | program | backend | peak GiB/device | usable GiB | fits (headroom GiB) "
+           "| compile s | GFLOP/device | GB accessed | unmodelled ops | gather / scatter / sort / while |",
            "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in rows:
         head = f"| {r['model']} | {r['dataset']} | {r['target']} | {r['program']} | {r.get('backend', '—')} "

@@ -20,6 +20,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType
 
 from lgmrec_jax.errors import Failure, InputError
@@ -79,10 +80,13 @@ class Target:
         return list(_devices(self))
 
     def mesh(self) -> jax.sharding.Mesh:
-        """A 1-d mesh over all chips, named as the trainer's (parallel.DATA_AXIS)."""
+        """A 1-d mesh over all of the topology's devices, named as the trainer's (parallel.DATA_AXIS). A device is
+        a chip, except where libtpu lists each TensorCore of a chip as a device (v4: 2 per chip)."""
         from lgmrec_jax.parallel import DATA_AXIS
 
-        return jax.make_mesh((self.chips,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=self.devices())
+        # jax.make_mesh insists on one device per chip (megacore) from v4 on; libtpu's compile-only v4 and v5p
+        # topologies list each TensorCore, so the mesh is built over the devices exactly as listed.
+        return jax.sharding.Mesh(np.array(self.devices()), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
     def usable_bytes(self) -> int:
         return _usable_bytes(self)
