@@ -102,13 +102,21 @@ def cmd_table(args) -> int:
     """The BENCHMARKS.md tables: TPU targets with cost analysis, then GPU memory."""
     from lgmrec_jax.aot import report, scales, targets
 
-    rows = json.loads(args.from_json.read_text()) if args.from_json else []
+    rows = []
+    for path in args.from_json or []:
+        rows += json.loads(path.read_text())
+    if args.json and args.json.exists():  # a table run cut short goes on where it stopped
+        rows += json.loads(args.json.read_text())
+    done = {(r["model"], r["dataset"], r["target"], r["program"]) for r in rows}
     for dataset in ([] if args.from_json else args.datasets):
-        data = scales.resolve(dataset, args.data_dir)
+        data = None
         for model in args.models:
             for name in [*args.targets, *args.gpu_targets]:
+                if all((model, dataset, name, p) in done for p in args.programs):
+                    continue
+                data = data or scales.resolve(dataset, args.data_dir)
                 t0 = time.perf_counter()
-                new = report.compile_run(model, data, targets.parse(name), args.set)
+                new = report.compile_run(model, data, targets.parse(name), args.set, programs=tuple(args.programs))
                 for r in new:
                     print(f"[{time.perf_counter() - t0:6.0f}s] {json.dumps(r)}", file=sys.stderr, flush=True)
                 rows += new
@@ -130,6 +138,9 @@ def table_block(rows: list[dict], args) -> str:
         libtpu = version("libtpu")
     except Exception:
         libtpu = "not installed"
+    order = {name: i for i, name in enumerate([*TABLE_DATASETS, *TABLE_MODELS, *TABLE_TARGETS, *GPU_TARGETS,
+                                                "train_step", "embed", "eval_batch"])}
+    rows = sorted(rows, key=lambda r: tuple(order.get(r[k], 99) for k in ("dataset", "model", "target", "program")))
     tpu = [r for r in rows if not r["target"].startswith("h100")]
     gpu = [r for r in rows if r["target"].startswith("h100")]
     lines = [BEGIN, "", "### TPU compiler: what each program needs per chip, by the target's own compiler", "",
@@ -189,9 +200,13 @@ def parse_args(argv):
     t.add_argument("--datasets", nargs="+", default=list(TABLE_DATASETS))
     t.add_argument("--targets", nargs="+", default=list(TABLE_TARGETS))
     t.add_argument("--gpu-targets", nargs="*", default=list(GPU_TARGETS))
-    t.add_argument("--json", type=Path, help="write the rows here as they come (a partial table survives a kill)")
+    t.add_argument("--json", type=Path, help="write the rows here as they come; an existing file's rows are kept and "
+                                             "not compiled again (a table run cut short goes on where it stopped)")
     t.add_argument("--write", action="store_true", help="replace the generated block in BENCHMARKS.md")
-    t.add_argument("--from-json", type=Path, help="render rows written earlier by --json instead of compiling")
+    t.add_argument("--from-json", type=Path, nargs="+", help="render rows written earlier by --json (several files "
+                                                              "are merged) instead of compiling")
+    t.add_argument("--programs", nargs="+", default=["train_step", "embed", "eval_batch"],
+                   choices=["train_step", "embed", "eval_batch"])
     return p.parse_args(argv)
 
 
