@@ -13,8 +13,9 @@ device, from XLA's compiled programs:
   * CPU seconds per step, for orientation only: forced host "devices" share this machine's cores, so more of them
     is not faster here.
 Then one compile-only row at ~10× Electronics (2M users, 630k items, 17M training interactions, image/text widths as
-Elec: 4096/384) with abstract inputs: per-device memory at 8 devices, i.e. whether it fits a 16 GB chip. The sparse
-blocks' sizes there come from a synthetic power-law interaction sample (no CSR is built).
+Elec: 4096/384) with abstract inputs (the Trainer's `target` mode): per-device memory at 8 devices of this machine's
+compiler. Whether it fits a TPU or GPU is that target's compiler's verdict, not this one's (`python -m
+experiments.aot`; the TPU compiler tiles 64-wide buffers to 128 lanes, for one).
 
 The device count of a JAX process is fixed when it starts, so when this process has fewer devices than asked for it
 re-runs itself with XLA_FLAGS=--xla_force_host_platform_device_count=8 (on CPU). `make bench` calls it and puts its
@@ -36,19 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from lgmrec_jax import parallel
-from lgmrec_jax.graph import partitioned
+from lgmrec_jax.aot import report, scales
 from lgmrec_jax.config import load_config
-from lgmrec_jax.data import sampler, synthetic
-from lgmrec_jax.data.dataset import Dataset
-from lgmrec_jax.evaluation import Evaluator
-from lgmrec_jax.graph.sparse import CSR, Blocks, SparseMatrix
-from lgmrec_jax.models import MODEL_MODULES, get_model
-from lgmrec_jax.train import (Trainer, TrainState, make_epoch_programs, make_optimizer, make_train_step,
-                              sampler_key)
+from lgmrec_jax.data import synthetic
+from lgmrec_jax.models import MODEL_MODULES
+from lgmrec_jax.train import Trainer, make_epoch_programs, sampler_key
 
 MIB = 2**20
-# ~10× Amazon Electronics (192,403 users, 63,001 items, 1,689,188 interactions; SPEC §5.1): the compile-only row.
-HUGE = {"n_users": 2_000_000, "n_items": 630_000, "n_train": 17_000_000, "widths": {"image": 4096, "text": 384}}
 
 
 def shard_mib(tree) -> float:
@@ -135,146 +130,23 @@ def one_device_before_after(model: str, data, steps: int, rounds: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The compile-only row: abstract arrays of a scale too large to build here.
+# The compile-only row: a scale too large to train here, compiled by this machine's compiler from abstract inputs.
 
 
-def _power_law(rng, n: int, size: int, exponent: float = 1.1) -> np.ndarray:
-    """`size` ids in [0, n) with Zipf-like popularity, shuffled so that popular ids are spread over the id range."""
-    weights = 1.0 / np.arange(1, n + 1) ** exponent
-    ids = rng.choice(n, size=size, p=weights / weights.sum())
-    return rng.permutation(n)[ids]
-
-
-def _abstract_blocks(row_counts: np.ndarray, n_cols: int, n_blocks: int, sharding,
-                     layout: np.ndarray | None = None) -> tuple[CSR, int, int]:
-    """Shapes of the row-blocked CSR (graph/partitioned.row_blocks, same `layout`) for a matrix with these nonzeros
-    per row."""
-    layout = partitioned.cyclic_layout(len(row_counts), n_blocks) if layout is None else layout
-    r = layout.shape[1]
-    per_block = np.where(layout >= 0, row_counts[np.maximum(layout, 0)], 0).sum(axis=1)
-    width = int(per_block.max())
-    spill = max(1, -(-int(width - per_block.min()) // n_cols))
-
-    def spec(shape, dtype):
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
-    csr = CSR(data=spec((n_blocks, width), jnp.float32), indices=spec((n_blocks, width), jnp.int32),
-              indptr=spec((n_blocks, r + spill + 1), jnp.int32), row_ids=spec((n_blocks, width), jnp.int32))
-    return csr, r, spill
-
-
-def abstract_matrix(rows: np.ndarray, cols: np.ndarray, shape, placement, backend: str = "bcoo",
-                    nodes: tuple[int, int] | None = None) -> SparseMatrix:
-    """The placed SparseMatrix partition() would give, as shapes; `nodes` = (users, items) for a node adjacency."""
-    n = placement.mesh.size
-    sharding = placement.rows_sharding()
-    layout, node_rows, n_cols = None, None, shape
-    if nodes is not None:
-        layout, _, node_rows = partitioned.node_layout(*nodes, n)
-        n_cols = (layout.size, layout.size)
-    fwd, r_f, s_f = _abstract_blocks(np.bincount(rows, minlength=shape[0]), n_cols[1], n, sharding, layout)
-    bwd, r_b, s_b = _abstract_blocks(np.bincount(cols, minlength=shape[1]), n_cols[0], n, sharding, layout)
-    return SparseMatrix(fwd=fwd, bwd=bwd, shape=shape, backend=backend, nodes=nodes,
-                        blocks=Blocks(placement.mesh, parallel.DATA_AXIS, (r_f, r_b), (s_f, s_b), node_rows))
-
-
-def measure_huge(model: str, n_devices: int) -> dict:
-    """Compile-only figures of one train step and one evaluation batch at HUGE size, inputs abstract."""
-    rng = np.random.default_rng(0)
-    n_users, n_items, n_train = HUGE["n_users"], HUGE["n_items"], HUGE["n_train"]
-    users = _power_law(rng, n_users, n_train, 0.6)
-    items = _power_law(rng, n_items, n_train, 0.9)
-    # Only shapes are needed from the dataset: features as zero-strided views, a one-row split per user group.
-    feats = {m: np.broadcast_to(np.float32(0), (n_items, w)) for m, w in HUGE["widths"].items()}
-    few = np.stack([np.arange(4096), np.arange(4096) % n_items], axis=1)
-    data = Dataset(name="synthetic-10x-elec", n_users=n_users, n_items=n_items,
-                   train=np.stack([users, items], axis=1), valid=few, test=few, features=feats)
-    cfg = load_config(model, "synthetic-elec", overrides=[f"train.devices={n_devices}", "train.backend=bcoo"])
-    mesh = parallel.make_mesh(n_devices)
-    placement = parallel.Placement(mesh, (n_users, n_items))
-    mod = get_model(model)
-    n = n_users + n_items
-    adj_rows = np.concatenate([users, items + n_users])
-    adj_cols = np.concatenate([items + n_users, users])
-    graphs_by_model = {
-        "lightgcn": lambda: {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement,
-                                                    nodes=(n_users, n_items))},
-        "lgmrec": lambda: _lgmrec_graphs(mod, users, items, adj_rows, adj_cols, n, placement, data),
-        "gume": lambda: _gume_graphs(rng, users, items, n, placement, cfg.model.knn_k),
-    }
-    graphs = graphs_by_model[model]()
-    tables = jax.eval_shape(lambda: sampler.build_tables(data, cfg.train.train_batch_size))
-    tables = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.replicated(mesh)),
-                          tables)
-    optimizer = make_optimizer(cfg, tables.batches_per_epoch)
-
-    def logical_state():
-        params = mod.init(jax.random.PRNGKey(0), cfg.model, data)
-        return TrainState(params=params, opt_state=optimizer.init(params), best_params=params,
-                          step=jnp.zeros((), jnp.int32), key=jax.random.PRNGKey(0))
-
-    shapes = jax.eval_shape(logical_state)
-    shardings = placement.shardings(shapes)
-    state = placed_abstract(shapes, placement)
-    feats_abstract = {}
-    if getattr(mod, "READS_FEATURE_INPUTS", True):
-        feats_abstract = placed_abstract({m: jax.ShapeDtypeStruct(f.shape, jnp.float32) for m, f in feats.items()},
-                                         placement)
-    programs = make_epoch_programs(make_train_step(mod, cfg.model, optimizer), parallel.batch_sharded(mesh),
-                                   state_sharding=shardings)
-    order = jax.ShapeDtypeStruct((n_train,), jnp.int32, sharding=parallel.replicated(mesh))
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=parallel.replicated(mesh))
-    step = programs.run_steps.lower(state, graphs, feats_abstract, tables, order, key, jnp.int32(0),
-                                    n_steps=1).compile()
-    row = {"model": model, "scale": "10x-elec", "devices": n_devices,
-           **{f"step_{k}": v for k, v in compiled_figures(step).items()}}
-    row["state_mib"] = shard_mib((state.params, state.opt_state, feats_abstract))
-    evaluator = Evaluator(data, "valid", cfg.train.topk, cfg.train.eval_batch_size, mesh=mesh)
-    emb = {k: jax.ShapeDtypeStruct((placement.padded_rows(c), cfg.model.embedding_size), jnp.float32,
-                                   sharding=placement.rows_sharding())
-           for k, c in (("users", n_users), ("items", n_items))}
-    evaluation = evaluator.lower_batch(emb["users"], emb["items"]).compile() if mesh.size > 1 else None
-    if evaluation is not None:
-        row.update({f"eval_{k}": v for k, v in compiled_figures(evaluation).items()})
+def measure_huge(model: str, n_devices: int, scale: str = "10x-elec") -> dict:
+    """Compile-only figures of one train step and one evaluation batch at ~10× Electronics (lgmrec_jax/aot/scales.py,
+    counts only), for this machine's devices: the abstract Trainer (target = the local mesh) lowers the programs,
+    nothing is placed. What a TPU or GPU needs comes from its own compiler instead (`python -m experiments.aot`)."""
+    data = scales.resolve(scale)
+    trainer = report.trainer_for(model, data, parallel.make_mesh(n_devices), ["train.backend=bcoo"])
+    lowered = trainer.lower()
+    state = trainer.init_state()
+    row = {"model": model, "scale": scale, "devices": n_devices,
+           **{f"step_{k}": v for k, v in compiled_figures(lowered["train_step"].compile()).items()},
+           "state_mib": shard_mib((state.params, state.opt_state, trainer.feats))}
+    if n_devices > 1:
+        row.update({f"eval_{k}": v for k, v in compiled_figures(lowered["eval_batch"].compile()).items()})
     return row
-
-
-def placed_abstract(shapes, placement):
-    """A tree of logical ShapeDtypeStructs as placement.place would store it: placed, split tables padded inside
-    Padded nodes."""
-    def one(shape, sharding):
-        if isinstance(sharding, parallel.Padded):
-            padded = (placement.padded_rows(shape.shape[0]),) + tuple(shape.shape[1:])
-            return parallel.Padded(jax.ShapeDtypeStruct(padded, shape.dtype, sharding=sharding.value),
-                                   rows=sharding.rows, sharding=sharding.sharding)
-        return jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding)
-
-    return jax.tree.map(one, shapes, placement.shardings(shapes),
-                        is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
-
-
-def _lgmrec_graphs(mod, users, items, adj_rows, adj_cols, n, placement, data):
-    n_users, n_items = data.n_users, data.n_items
-    return mod.Graphs(adj=abstract_matrix(adj_rows, adj_cols, (n, n), placement, nodes=(n_users, n_items)),
-                      inter=abstract_matrix(users, items, (n_users, n_items), placement),
-                      inv_user_degree=jax.ShapeDtypeStruct((n_users,), jnp.float32,
-                                                           sharding=parallel.replicated(placement.mesh)),
-                      modalities=tuple(data.features))
-
-
-def _gume_graphs(rng, users, items, n, placement, k):
-    n_users = placement.node_counts[0]
-    n_items = placement.node_counts[1]
-    # kNN rows have k entries, symmetrized (up to 2k); semantic-neighbour edges add about k per item to Â.
-    knn_rows = np.repeat(np.arange(n_items), 2 * k)
-    knn_cols = rng.integers(0, n_items, knn_rows.size)
-    sem = np.repeat(np.arange(n_items), k // 2) + n_users
-    adj_rows = np.concatenate([users, items + n_users, sem])
-    adj_cols = np.concatenate([items + n_users, users, rng.integers(0, n_items, sem.size) + n_users])
-    knn = abstract_matrix(knn_rows, knn_cols, (n_items, n_items), placement)
-    return {"adj": abstract_matrix(adj_rows, adj_cols, (n, n), placement, nodes=(n_users, n_items)),
-            "r_hat": abstract_matrix(users, items, (n_users, n_items), placement),
-            "knn": {"image": knn, "text": knn}}
 
 
 # ----------------------------------------------------------------------------------------------------------------

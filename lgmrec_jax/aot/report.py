@@ -26,6 +26,7 @@ from lgmrec_jax.aot import scales, targets
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data.dataset import Dataset
 from lgmrec_jax.errors import InputError
+from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.train import Trainer
 
@@ -37,15 +38,13 @@ CENSUS = ("fusion", "gather", "scatter", "sort", "while", "all-gather", "all-red
           "dynamic-update-slice", "copy")
 
 
-def trainer_for(model: str, data: Dataset, target: targets.Target, overrides=()) -> Trainer:
-    """The abstract trainer of `model` on `data` for `target`, with the dataset's own settings."""
+def trainer_for(model: str, data: Dataset, mesh: jax.sharding.Mesh, overrides=()) -> Trainer:
+    """The abstract trainer of `model` on `data` for the devices of `mesh`, with the dataset's own settings."""
     cfg = load_config(model, scales.settings_of(data.name), overrides=["train.checkpoint_every=0", *overrides])
     mod = get_model(model)
-    from lgmrec_jax.graph.sparse import resolve_backend
-
-    backend = resolve_backend(cfg.train.backend, target.platform)
+    backend = resolve_backend(cfg.train.backend, mesh.devices.flat[0].platform)
     graphs = scales.graphs_for(model, mod, data, cfg, backend, cache_dir=Path(cfg.train.cache_dir))
-    return Trainer(cfg, data, Path("/nonexistent-unused"), progress=False, target=target.mesh(), graphs=graphs)
+    return Trainer(cfg, data, Path("/nonexistent-unused"), progress=False, target=mesh, graphs=graphs)
 
 
 def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(), programs=PROGRAMS,
@@ -54,7 +53,7 @@ def compile_run(model: str, data: Dataset, target: targets.Target, overrides=(),
     not compiled (a planner needs one refusal, not three)."""
     base = {"model": model, "dataset": data.name, "target": target.name, "devices": len(target.devices())}
     try:
-        trainer = trainer_for(model, data, target, overrides)
+        trainer = trainer_for(model, data, target.mesh(), overrides)
         lowered = trainer.lower()
     except InputError:  # a bad --set key or value: the user's to fix, exit 2
         raise
