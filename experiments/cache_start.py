@@ -1,13 +1,16 @@
-"""What JAX's persistent compilation cache saves when a run resumes (lgmrec_jax/compile_cache.py).
+"""What JAX's persistent compilation cache saves at the start of a resumed run (lgmrec_jax/compile_cache.py).
 
-    python -m experiments.cache_start [--model gume] [--dataset synthetic-baby]
+    python -m experiments.cache_start [--model gume] [--dataset synthetic-baby] [--rounds 2]
 
-Two runs of one epoch each are started, one with the cache off and one with a fresh cache directory; each is then
-resumed with `--extend-to 2`, the way a user continues a run, with the same cache setting. The resumed process must
-compile the epoch and evaluation programs again unless the cache has them. Printed per resume: the wall-clock seconds
-of the whole command, the first epoch's train seconds (compile included) and its validation seconds (compile
-included), all read from the run's own metrics.jsonl. Everything is written under a new temporary directory, removed
-at the end.
+A resumed run (`train --resume`, `--extend-to`, the next sweep point of the same shapes) starts in a new process and
+compiles the epoch program, the evaluation forward pass and the validation batch before its first epoch. Here each
+start is a fresh process that builds the run's Trainer and compiles exactly those three programs (the epoch program
+with the run's steps per epoch), timed, under three conditions, interleaved over `--rounds`:
+  * off: no cache (what every resume paid before);
+  * cold: an empty cache directory (the first run of a program shape: it compiles and writes the cache);
+  * warm: the directory the cold start filled (every later start).
+Printed: median seconds to compile the three programs, and the cache's size. Everything is written under a new
+temporary directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -20,33 +23,63 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 
-def train(*args: str) -> float:
+
+def child(model: str, dataset: str, cache: str) -> dict:
+    from lgmrec_jax import compile_cache
+
+    compile_cache.enable(cache)
+    import jax
+
+    from lgmrec_jax.config import load_config
+    from lgmrec_jax.data.sources import load_dataset
+    from lgmrec_jax.train import Trainer, sampler_key
+
+    data = load_dataset(dataset)
+    cfg = load_config(model, dataset, overrides=["train.checkpoint_every=0"])
+    trainer = Trainer(cfg, data, Path("/nonexistent-unused"), progress=False)
+    state = trainer.init_state()
+    key = sampler_key(cfg.train.seed, 0)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lgmrec_jax.cli", "train", "--no-progress", *args], check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    trainer.programs.run_epoch.lower(state, trainer.graphs, trainer.feats, trainer.tables, key,
+                                     n_steps=trainer.steps_per_epoch).compile()
+    embed = trainer.embed.lower(state.params, trainer.graphs, trainer.feats, key).compile()
+    users, items = jax.eval_shape(trainer.embed, state.params, trainer.graphs, trainer.feats, key)
+    trainer.valid_eval.lower_batch(jax.ShapeDtypeStruct(users.shape, users.dtype),
+                                   jax.ShapeDtypeStruct(items.shape, items.dtype)).compile()
+    del embed
+    return {"compile_s": time.perf_counter() - t0}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.cache_start", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="gume")
     p.add_argument("--dataset", default="synthetic-baby")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--child", metavar="CACHE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    rows = []
+    if args.child is not None:
+        print(json.dumps(child(args.model, args.dataset, args.child)))
+        return 0
+    seconds = {"off": [], "cold": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="cache-start-") as tmp:
-        for label, cache in (("cache off", "none"), ("cache on", str(Path(tmp) / "jax-cache"))):
-            run = Path(tmp) / label.replace(" ", "-")
-            first = train("--model", args.model, "--dataset", args.dataset, "--workdir", str(run),
-                          "--set", "train.epochs=1", "--compilation-cache", cache)
-            resumed = train("--resume", str(run), "--extend-to", "2", "--compilation-cache", cache)
-            epoch = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
-            rows.append((label, first, resumed, epoch["train_seconds"], epoch["eval_seconds"]))
-    print(f"{args.model} on {args.dataset}, resumed for one more epoch:")
-    print("| cache | first run s | resume s (whole command) | resumed epoch train s | its validation s |")
-    print("|---|---:|---:|---:|---:|")
-    for label, first, resumed, train_s, eval_s in rows:
-        print(f"| {label} | {first:.1f} | {resumed:.1f} | {train_s:.1f} | {eval_s:.2f} |")
+        for r in range(args.rounds):
+            cache = Path(tmp) / f"cache-{r}"
+            for condition in seconds:
+                where = "none" if condition == "off" else str(cache)
+                out = subprocess.run([sys.executable, "-m", "experiments.cache_start", "--model", args.model,
+                                      "--dataset", args.dataset, "--child", where], check=True, capture_output=True,
+                                     text=True)
+                seconds[condition].append(json.loads(out.stdout.strip().splitlines()[-1])["compile_s"])
+        size = sum(f.stat().st_size for f in (Path(tmp) / "cache-0").iterdir()) / 2**20
+    print(f"{args.model} on {args.dataset}: compiling the epoch program, evaluation pass and validation batch at "
+          f"the start of a run, fresh process each, median of {args.rounds} interleaved rounds")
+    print("| compilation cache | seconds | × off |")
+    print("|---|---:|---:|")
+    for condition, values in seconds.items():
+        print(f"| {condition} | {np.median(values):.2f} | ×{np.median(values) / np.median(seconds['off']):.2f} |")
+    print(f"cache size after one start: {size:.1f} MiB")
     return 0
 
 
