@@ -8,6 +8,11 @@ Layout written (SPEC §1.1):
 Atomicity: everything is built in a hidden sibling temp folder, then renamed into place. A crash
 at any point leaves either the previous complete folder or no folder at `out_dir` - never a
 half-written one, which the trainer could otherwise load without noticing.
+
+What may be replaced (the project's write rule, lgmrec_jax/atomic.py): `check_output_folder` refuses an existing
+file, and an existing non-empty folder unless `replace` (`--replace` on the command line) is given AND the folder
+is one data_prep wrote: its manifest.json lists every other file in it. A folder downloaded from MMRec, or one that
+holds anything else of the user's, is never replaced; the check runs before the build starts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from data_prep import manifest as manifest_lib
+from lgmrec_jax.errors import InputError
 
 INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
 _MODALITY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -152,10 +158,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def foreign_files(folder: Path) -> list[str] | None:
+    """Names in `folder` that its manifest.json does not list (so data_prep did not write them); None when the
+    folder has no readable data_prep manifest at all."""
+    try:
+        manifest = manifest_lib.read_manifest(folder)
+        listed = set(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sorted(p.name for p in folder.iterdir() if p.name != manifest_lib.MANIFEST_NAME and p.name not in listed)
+
+
+def check_output_folder(out_dir: Path, replace: bool = False, flag: str = "--out") -> None:
+    """Refuses, before anything is built, an output folder the build would have to delete (module docstring)."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise InputError(f"{flag} {out_dir}: something that is not a folder is already there; choose another "
+                         "output folder (nothing was written)")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    foreign = foreign_files(out_dir)
+    if foreign is None:
+        raise InputError(f"{flag} {out_dir}: the folder exists and was not written by data_prep (no readable "
+                         "manifest.json), e.g. an MMRec download; it is never replaced. Choose another output "
+                         "folder, or move it away (nothing was written)")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise InputError(f"{flag} {out_dir}: the folder holds files its manifest.json does not list ({shown}); "
+                         "they are not data_prep's to delete. Move them away or choose another output folder "
+                         "(nothing was written)")
+    if not replace:
+        raise InputError(f"{flag} {out_dir}: a dataset built by data_prep is already there; pass --replace to "
+                         "rebuild it in place (the old folder is removed only once the new one is complete), or "
+                         "choose another output folder (nothing was written)")
+
+
 def _swap_into_place(tmp_dir: Path, out_dir: Path) -> None:
     """Move the finished tmp_dir to out_dir, replacing an existing folder only at the very end."""
-    if not out_dir.exists():
-        os.rename(tmp_dir, out_dir)
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        os.rename(tmp_dir, out_dir)  # over an empty folder, rename replaces it
         return
     old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
     old_dir.rmdir()  # only the unique name is wanted; rename needs the target absent
@@ -179,18 +220,22 @@ def write_mmrec_dataset(
     x_label: np.ndarray,
     features: dict[str, np.ndarray],
     provenance: dict[str, Any],
+    replace: bool = False,
 ) -> Path:
     """Validate and atomically write an MMRec dataset folder; return its final path.
 
     Args:
-      out_dir: destination folder (e.g. data/baby); replaced as a whole if it exists.
+      out_dir: destination folder (e.g. data/baby); an existing one is refused unless `replace` and it is
+        data_prep's own output (`check_output_folder`), then replaced as a whole.
       name: dataset name, gives `<name>.inter`.
       users, items: 0-based contiguous integer ids, one per interaction.
       ratings, timestamps, x_label: per-interaction columns; x_label 0/1/2 = train/valid/test.
       features: {modality: [n_items, d] array}, written as `<modality>_feat.npy` in float32.
       provenance: seed, encoders, sources (raw files to hash) and free-form notes for the manifest.
+      replace: allow replacing data_prep's own earlier output at `out_dir`.
     """
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, replace)
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"dataset name {name!r}: must be a plain file stem")
     users, items, ratings, timestamps, x_label, features = validate_inputs(
@@ -212,6 +257,7 @@ def write_mmrec_dataset(
         )
         _fsync_file(manifest_lib.write_manifest(tmp_dir, manifest))
         _fsync_dir(tmp_dir)
+        check_output_folder(out_dir, replace)  # again: the build may have taken hours, the folder may have changed
         _swap_into_place(tmp_dir, out_dir)
         _fsync_dir(out_dir.parent)
     except BaseException:

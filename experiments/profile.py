@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="lightgcn")
     p.add_argument("--dataset", default="synthetic-baby")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                    help="config overrides, e.g. train.backend=bcoo")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
     args = p.parse_args(argv)

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help=f"lightgcn, lgmrec or gume (default {DEFAULT_MODEL})")
     train.add_argument("--dataset", help=f"dataset name (default {DEFAULT_DATASET})")
     train.add_argument("--config", help="extra TOML file applied after the per-model/per-dataset configs")
-    train.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                       help="overrides, e.g. model.alpha=0.3 train.epochs=50")
+    train.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
+                       metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.alpha=0.3 train.epochs=50; "
+                       "--set may be repeated (every assignment applies; a key given twice is an error)")
     train.add_argument("--workdir", type=Path, help="run directory (default runs/<model>-<dataset>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--extend-to", type=int, metavar="EPOCHS",
