@@ -28,10 +28,10 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
 def check_request(data: Dataset, users, k: int, n_extra: int = 0) -> None:
     """User ids must exist in the run's data and k must fit the candidates; the message names the bad value."""
-    users = np.asarray(users, dtype=np.int64).reshape(-1)
-    bad = users[(users < 0) | (users >= data.n_users)]
-    if bad.size:
-        raise InputError(f"user id {int(bad[0])} is not in {data.name}: user ids are 0..{data.n_users - 1}")
+    # Compared as Python ints first: a huge id would overflow the int64 conversion before it could be named.
+    bad = [u for u in np.asarray(users, dtype=object).reshape(-1).tolist() if not 0 <= u < data.n_users]
+    if bad:
+        raise InputError(f"user id {bad[0]} is not in {data.name}: user ids are 0..{data.n_users - 1}")
     n_candidates = data.n_items + n_extra
     if not 1 <= k <= n_candidates:
         raise InputError(f"k = {k}: must be between 1 and the {n_candidates} candidate items of {data.name}")
