@@ -43,8 +43,10 @@ def replacing(path: str | Path, mode: str = "w") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename == str(tmp):
+            e.filename = str(path)  # the user knows the target, not our temporary name
         raise
 
 

@@ -138,6 +138,10 @@ def _model_config_class(name, where: str) -> type:
 # type-checked, and a float anywhere must be finite. New keys get a check by adding a line here.
 
 Check = tuple[Callable[[Any], bool], str]
+# Every int and float of a config ends in an int32 / float32 somewhere (a seed, a step count, a weight): a value
+# beyond that range would overflow there, far from the key, so it is refused here, naming the key.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
 POSITIVE_INT: Check = (lambda v: v >= 1, "a positive integer")
 NON_NEGATIVE_INT: Check = (lambda v: v >= 0, "an integer >= 0")
 POSITIVE: Check = (lambda v: v > 0, "a positive number")
@@ -219,6 +223,11 @@ def validate(cfg: RunConfig, available_devices: int | None = None) -> None:
         numbers = value if isinstance(value, tuple) else (value,)
         if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
             bad(key, value, "finite" + (f" and {rule[1]}" if rule else ""))
+        elif any(isinstance(x, float) and abs(x) > FLOAT32_MAX for x in numbers):
+            bad(key, value, f"within float32's range (|x| <= {FLOAT32_MAX:.4g}), the dtype it is used in")
+        elif any(isinstance(x, int) and not isinstance(x, bool) and not INT32_MIN <= x <= INT32_MAX
+                 for x in numbers):
+            bad(key, value, f"an integer of at most {INT32_MAX} in magnitude (int32, the dtype it is used in)")
         elif rule is not None and not rule[0](value):
             bad(key, value, rule[1])
 

@@ -17,7 +17,8 @@ from lgmrec_jax.data.mmrec import DataError
     (DataError("x.inter:3: bad"), 2, "error: x.inter:3: bad"),
     (errors.Failure("training diverged"), 1, "error: training diverged"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/no/file"), 2, "error: /no/file: No such file"),
-    (OSError(errno.ENOSPC, "No space left on device", "/full"), 1, "error: /full: No space left on device"),
+    (OSError(errno.ENOSPC, "No space left on device", "/full"), 1,
+     "error: no space left on the device while writing /full; nothing partial was left behind"),
     (KeyError("oops"), 1, "internal error: KeyError: 'oops'"),
     (KeyboardInterrupt(), 130, "interrupted"),
 ])
@@ -26,6 +27,17 @@ def test_exceptions_map_to_exit_codes_and_one_message(exc, code, start):
     assert got_code == code and message.startswith(start)
     if message.startswith("internal error"):
         assert message.splitlines()[1] == errors.DEBUG_HINT
+
+
+def test_a_full_disk_is_found_inside_a_library_s_own_exception():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/ckpt/0/state")
+        except OSError as inner:
+            raise RuntimeError("checkpoint save failed") from inner
+    except RuntimeError as wrapped:
+        code, message = errors.describe(wrapped)
+    assert code == 1 and "no space left on the device while writing /ckpt/0/state" in message
 
 
 def test_run_guarded_prints_or_reraises(capsys, monkeypatch):

@@ -40,7 +40,8 @@ def closing_table():
 
 def env(**extra) -> dict:
     out = {k: v for k, v in os.environ.items() if k != "LGMREC_DEBUG"}
-    out.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", **extra)
+    out.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    out.update(extra)  # may replace PYTHONPATH (tests/test_write_rule_cli.py puts its fault injection first)
     return out
 
 
