@@ -255,7 +255,7 @@ def _truncated_npy(folder):
 DAMAGE = [
     ("zero-byte feature file", _zero_bytes, "image_feat.npy: empty file (0 bytes)"),
     ("feature file is a directory", _directory, "image_feat.npy: is a directory"),
-    ("truncated .npy feature file", _truncated_npy, "image_feat.npy: not a plain numeric .npy array"),
+    ("truncated .npy feature file", _truncated_npy, "image_feat.npy: the header declares shape (160, 48)"),
     ("feature rows != items", lambda f: np.save(f / "text_feat.npy", np.ones((7, 3), np.float32)),
      "text_feat.npy: 7 feature rows but the .inter file has 160 items"),
     ("NaN feature", lambda f: np.save(f / "text_feat.npy", np.full((160, 3), np.nan, np.float32)),
