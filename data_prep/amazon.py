@@ -357,7 +357,7 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
     users, items, ratings, stamps = users[core], items[core], ratings[core], stamps[core]
     if len(users) == 0:
         raise DataError(f"{sources.interactions}: nothing survives the {k}-core filter")
-    user_ids, _ = first_appearance_ids(users)
+    user_ids, user_code_of_id = first_appearance_ids(users)
     item_ids, item_code_of_id = first_appearance_ids(items)
     x_label = split.mmrec_split(user_ids, seed)
 
@@ -404,9 +404,12 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
         "items_without_meta": int(sum(a not in meta for a in asins)),
         "items_without_image": n_missing_image,
     }
+    reviewer_of_code = list(raw.user_codes)  # insertion order == code order, as for the items
+    original_ids = {"user": ("reviewerID", [reviewer_of_code[c] for c in user_code_of_id.tolist()]),
+                    "item": ("asin", asins)}
     return writer.write_mmrec_dataset(out_dir, name, users=user_ids, items=item_ids, ratings=ratings,
                                       timestamps=stamps, x_label=x_label, features=features,
-                                      provenance=provenance, replace=replace)
+                                      provenance=provenance, replace=replace, original_ids=original_ids)
 
 
 # --------------------------------------------------------------------------------------------

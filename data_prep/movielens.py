@@ -10,6 +10,7 @@ Output `data/ml100k/`:
   text_feat.npy   384-d TF-IDF of title + genre words reduced by truncated SVD (numpy). A bag-of-words text
                   modality, not a neural sentence embedding.
   meta_feat.npy   19 genre indicators + release year (standardised) + decade one-hot: a metadata modality.
+  u_id_mapping.csv, i_id_mapping.csv   MovieLens user and movie ids of the dense ids (dense id + 1).
 There is no image modality for MovieLens.
 """
 
@@ -124,7 +125,9 @@ def build(out_dir: Path, cache_dir: Path, replace: bool = False) -> Path:
     }
     return write_mmrec_dataset(out_dir, "ml100k", users=users, items=items, ratings=ratings,
                                timestamps=timestamps, x_label=chronological_split(users, timestamps, tiebreak=items),
-                               features=features, provenance=provenance, replace=replace)
+                               features=features, provenance=provenance, replace=replace,
+                               original_ids={"user": ("user_id", [str(u) for u in user_ids]),
+                                             "item": ("item_id", [str(i) for i in item_ids])})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ Layout written (SPEC §1.1):
   <out_dir>/<name>.inter       TSV, header `userID itemID rating timestamp x_label`, 0-based int ids
   <out_dir>/<modality>_feat.npy float32 [n_items, d], row i = item i
   <out_dir>/manifest.json      counts, split sizes, hashes, provenance (manifest.py)
+  <out_dir>/u_id_mapping.csv, i_id_mapping.csv   the dataset's own ids of the dense ids, when the builder has
+                               them (lgmrec_jax/data/id_mapping.py)
 
 Atomicity: everything is built in a hidden sibling temp folder, then renamed into place. A crash
 at any point leaves either the previous complete folder or no folder at `out_dir` - never a
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from data_prep import manifest as manifest_lib
+from lgmrec_jax.data import id_mapping
 from lgmrec_jax.errors import InputError
 
 INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
@@ -221,6 +224,7 @@ def write_mmrec_dataset(
     features: dict[str, np.ndarray],
     provenance: dict[str, Any],
     replace: bool = False,
+    original_ids: dict[str, tuple[str, list[str]]] | None = None,
 ) -> Path:
     """Validate and atomically write an MMRec dataset folder; return its final path.
 
@@ -233,6 +237,8 @@ def write_mmrec_dataset(
       features: {modality: [n_items, d] array}, written as `<modality>_feat.npy` in float32.
       provenance: seed, encoders, sources (raw files to hash) and free-form notes for the manifest.
       replace: allow replacing data_prep's own earlier output at `out_dir`.
+      original_ids: {"user" | "item": (column name, the dataset's own id of each dense id)}, written as
+        u_id_mapping.csv / i_id_mapping.csv so that recommend and export can speak the dataset's ids.
     """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, replace)
@@ -242,12 +248,21 @@ def write_mmrec_dataset(
         users=users, items=items, ratings=ratings, timestamps=timestamps, x_label=x_label,
         features=features,
     )
+    original_ids = original_ids or {}
+    counts = {"user": int(users.max()) + 1, "item": int(items.max()) + 1}
+    for kind, (column, names) in original_ids.items():
+        id_mapping.check_original_ids(kind, column, names)
+        if len(names) != counts[kind]:
+            raise ValueError(f"{kind} ids: {len(names)} original ids for {counts[kind]} {kind}s")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         # mkdtemp makes the folder 0700; give the published folder the usual umask-derived mode.
         os.chmod(tmp_dir, 0o777 & ~_current_umask())
         write_inter(tmp_dir / f"{name}.inter", users, items, ratings, timestamps, x_label)
+        for kind, (column, names) in sorted(original_ids.items()):
+            id_mapping.write_mapping(tmp_dir / id_mapping.FILES[kind], kind, column, names)
+            _fsync_file(tmp_dir / id_mapping.FILES[kind])
         for modality, arr in sorted(features.items()):
             np.save(tmp_dir / f"{modality}_feat.npy", arr, allow_pickle=False)
             _fsync_file(tmp_dir / f"{modality}_feat.npy")

@@ -78,48 +78,69 @@ def add_recommend_parsers(sub, debug) -> None:
                          help="top-K items for users from a run's best checkpoint (training items excluded); "
                               "optionally with new cold-start items")
     rec.add_argument("--run", type=path_arg, required=True, metavar="RUN_DIR")
-    rec.add_argument("--users", type=int, nargs="+", required=True)
-    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--users", nargs="+", required=True, metavar="USER",
+                     help="the dataset's own user ids (ml100k: MovieLens ids; Amazon: reviewer ids) as in its "
+                          "u_id_mapping.csv; with --internal-ids, or for a dataset without one, the 0-based ids")
+    rec.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    rec.add_argument("--internal-ids", action="store_true",
+                     help="take and print the 0-based ids the model uses instead of the dataset's own")
     rec.add_argument("--cold-features", type=path_arg, metavar="NPZ",
                      help="new items: an .npz with one [n_new, dim] array per modality; they join the candidates "
-                          "with ids n_items, n_items+1, ... (see lgmrec_jax/recommend.py for what is used)")
+                          "as new:0, new:1, ... (internal ids n_items, n_items+1, ...), and the output gives each "
+                          "one's rank for every user (see lgmrec_jax/recommend.py for what is used)")
     rec.add_argument("--out", type=path_arg, help="write the recommendations as JSON to this new file (default: "
                      "print); an existing file is refused")
     exp = sub.add_parser("export", parents=[debug], help="write user/item embeddings (.npy) of a run's best checkpoint")
     exp.add_argument("--run", type=path_arg, required=True, metavar="RUN_DIR")
     exp.add_argument("--out", type=path_arg, required=True, metavar="DIR",
                      help="folder for the export files; refused if it already holds any of them")
+    exp.add_argument("--internal-ids", action="store_true",
+                     help="user_ids.txt / item_ids.txt list the 0-based ids instead of the dataset's own")
 
 
 def cmd_recommend(args) -> int:
     from lgmrec_jax import recommend_checks as checks
     if args.k < 1:
         raise InputError(f"--k {args.k}: must be a positive number of items")
-    negative = [u for u in args.users if u < 0]
-    if negative:
-        raise InputError(f"--users: user ids are >= 0, got {negative[0]}")
     _check_new_file(args.out, "--out")
     cfg = checks.read_run_config(args.run)
     data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    ids = checks.DatasetIds.of(cfg, data, internal=args.internal_ids)
+    users = ids.resolve_users(args.users)
     cold = checks.read_cold_features(args.cold_features) if args.cold_features else None
     n_new = len(next(iter(cold.values()))) if cold else 0
-    checks.check_request(data, args.users, args.k, n_new)
+    checks.check_request(data, users, args.k, n_new)
     from lgmrec_jax import recommend  # JAX, the model and the checkpoint: only for a request that passed the checks
     run = recommend.load_run(args.run, data)
     extra = recommend.cold_item_embeddings(run, cold) if cold else None
-    items, scores = recommend.top_k(run, args.users, args.k, extra_items=extra)
+    items, scores = recommend.top_k(run, users, args.k, extra_items=extra)
     out = []
-    for user, user_items, user_scores in zip(args.users, items, scores):
+    for user, user_items, user_scores in zip(users, items, scores):
         keep = user_scores > -float("inf")  # fewer than k items the user has not trained on: the rest are dropped
-        out.append({"user": user, "items": user_items[keep].tolist(),
+        out.append({"user": ids.user(user), "internal_user": user,
+                    "items": [ids.item(i) for i in user_items[keep].tolist()],
+                    "internal_items": user_items[keep].tolist(),
                     "scores": [round(float(x), 6) for x in user_scores[keep]]})
-    text = jsonio.dumps({"run": str(args.run), "k": args.k, "n_items": run.data.n_items, "recommendations": out})
+    report = {"run": str(args.run), "k": args.k, "n_items": run.data.n_items, "ids": ids.space,
+              "recommendations": out}
+    if cold:
+        report["cold_items"] = cold_item_report(recommend.ranks_among_candidates(run, users, extra), users, ids,
+                                                data.n_items)
+    text = jsonio.dumps(report)
     if args.out:
         _check_new_file(args.out, "--out")  # again: the ranking took a while, something may have appeared there
         atomic.write_text(args.out, text + "\n")
     else:
         print(text)
     return 0
+
+
+def cold_item_report(ranks, users: list[int], ids, n_items: int) -> list[dict]:
+    """Per new item: the id it was given and, per requested user, its rank among that user's candidates (the
+    items the user has not trained on, plus this new item; 1 = first)."""
+    return [{"id": ids.item(n_items + k), "internal_id": n_items + k, "row_in_cold_features": k,
+             "rank_per_user": {str(ids.user(u)): int(r) for u, r in zip(users, ranks[:, k])}}
+            for k in range(ranks.shape[1])]
 
 
 def cmd_export(args) -> int:
@@ -130,9 +151,11 @@ def cmd_export(args) -> int:
     if present:
         raise InputError(f"--out {args.out}: already holds an export ({', '.join(present)}); choose another "
                          "directory or move those files away (nothing was written)")
-    checks.read_run_config(args.run)
+    cfg = checks.read_run_config(args.run)
+    data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    ids = checks.DatasetIds.of(cfg, data, internal=args.internal_ids)
     from lgmrec_jax import recommend
-    info = recommend.export_embeddings(recommend.load_run(args.run), args.out)
+    info = recommend.export_embeddings(recommend.load_run(args.run, data), args.out, ids)
     print(f"wrote {info['n_users']}×{info['dim']} user and {info['n_items']}×{info['dim']} item embeddings "
           f"to {args.out}")
     return 0

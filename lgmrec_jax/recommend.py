@@ -188,8 +188,10 @@ def ranks_among_candidates(run: LoadedRun, users, new_item_emb: jax.Array) -> np
 # Export
 
 
-def export_embeddings(run: LoadedRun, out_dir: str | Path) -> dict:
-    """Writes user_embeddings.npy [U, d], item_embeddings.npy [I, d] (float32, row = id) and export.json.
+def export_embeddings(run: LoadedRun, out_dir: str | Path, ids=None) -> dict:
+    """Writes user_embeddings.npy [U, d], item_embeddings.npy [I, d] (float32, row = dense id), user_ids.txt and
+    item_ids.txt (line r: the dataset's own id of row r, from `ids`, a recommend_checks.DatasetIds; the dense ids
+    without it) and export.json.
 
     By the project's write rule (lgmrec_jax/atomic.py): a folder already holding any of these files is refused
     before anything is written, each file appears complete or not at all, and a failure part-way (a full disk)
@@ -204,11 +206,16 @@ def export_embeddings(run: LoadedRun, out_dir: str | Path) -> dict:
     info = {"run_dir": str(run.run_dir), "model": run.cfg.model_name, "dataset": run.cfg.dataset,
             "best_epoch": run.best_epoch, "n_users": int(run.user_emb.shape[0]),
             "n_items": int(run.item_emb.shape[0]), "dim": int(run.user_emb.shape[1]),
-            "score": "dot product of a user row and an item row (as in training and evaluation)"}
+            "score": "dot product of a user row and an item row (as in training and evaluation)",
+            "ids": {"users": "user_ids.txt", "items": "item_ids.txt",
+                    "space": ids.space if ids is not None else "internal (0-based dense ids)"}}
     written: list[Path] = []
     try:
         for name, table in (("user_embeddings.npy", run.user_emb), ("item_embeddings.npy", run.item_emb)):
             written.append(atomic.save_npy(out_dir / name, np.asarray(table, np.float32)))
+        for kind, n in (("user", info["n_users"]), ("item", info["n_items"])):
+            names = ids.all_ids(kind) if ids is not None else range(n)
+            written.append(atomic.write_text(out_dir / f"{kind}_ids.txt", "".join(f"{name}\n" for name in names)))
         written.append(jsonio.write_json(out_dir / "export.json", info))
     except BaseException:
         for path in written:

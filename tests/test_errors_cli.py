@@ -480,7 +480,7 @@ def test_recommend_and_export_arguments(finished, tmp_path):
     cases = [
         ("recommend --users 999 (unknown)", ["--users", "999"],
          "user id 999 is not in synthetic-tiny: user ids are 0..239"),
-        ("recommend --users -1", ["--users", "-1"], "--users: user ids are >= 0, got -1"),
+        ("recommend --users -1", ["--users", "-1"], "--users '-1': an internal user id is written with the digits"),
         ("recommend --k 161 (> items)", ["--users", "1", "--k", "161"],
          "k = 161: must be between 1 and the 160 candidate items of synthetic-tiny"),
         ("recommend --k -3", ["--users", "1", "--k", "-3"], "--k -3: must be a positive number of items"),

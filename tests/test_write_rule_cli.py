@@ -261,3 +261,51 @@ def test_repeated_set_applies_every_assignment_and_empty_names_are_refused(tmp_p
     expect("train --model ''", cli(*TRAIN, *TINY, "--model", ""), 2, "argument --model: an empty name")
     expect("train --dataset ''", cli(*TRAIN, "--dataset", ""), 2, "argument --dataset: an empty name")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# recommend and export speak the dataset's own ids
+
+
+@pytest.fixture(scope="module")
+def mapped_run(tmp_path_factory) -> tuple[Path, list[str], list[str]]:
+    """A short run on a data_prep folder of synthetic-tiny whose users and items carry ids of their own."""
+    from data_prep.writer import write_mmrec_dataset
+    from lgmrec_jax.data import synthetic
+    data = synthetic.generate("tiny")
+    pairs = np.concatenate([data.train, data.valid, data.test])
+    labels = np.concatenate([np.full(len(s), k) for k, s in enumerate((data.train, data.valid, data.test))])
+    users = [f"U{7 * u + 3:05d}" for u in range(data.n_users)]
+    items = [f"B{i:04d}X" for i in range(data.n_items)]
+    root = tmp_path_factory.mktemp("mapped")
+    write_mmrec_dataset(root / "data" / "shop", "shop", users=pairs[:, 0], items=pairs[:, 1],
+                        ratings=np.ones(len(pairs)), timestamps=np.zeros(len(pairs), np.int64), x_label=labels,
+                        features=data.features, provenance={},
+                        original_ids={"user": ("reviewerID", users), "item": ("asin", items)})
+    proc = cli(*TRAIN, "--dataset", "shop", "--workdir", root / "run", "--set", f'train.data_dir="{root / "data"}"',
+               "train.epochs=4", "train.train_batch_size=512", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return root, users, items
+
+
+def test_recommend_and_export_speak_the_dataset_s_ids(mapped_run):
+    root, users, items = mapped_run
+    proc = cli("recommend", "--run", root / "run", "--users", users[5], users[0], "--k", "3", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ids"].startswith("dataset (u_id_mapping.csv")
+    first, second = report["recommendations"]
+    assert (first["user"], first["internal_user"], second["user"]) == (users[5], 5, users[0])
+    assert first["items"] == [items[i] for i in first["internal_items"]]
+    internal = json.loads(cli("recommend", "--run", root / "run", "--users", "5", "--k", "3", "--internal-ids",
+                              cwd=root).stdout)["recommendations"][0]
+    assert internal["items"] == first["internal_items"] and internal["user"] == 5
+    expect("recommend --users an id the dataset does not have",
+           cli("recommend", "--run", root / "run", "--users", "5", cwd=root), 2,
+           "--users '5': not a user id of shop", "--internal-ids takes the 0-based ids 0..239")
+
+    proc = cli("export", "--run", root / "run", "--out", root / "emb", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "emb" / "user_ids.txt").read_text().splitlines() == users
+    assert (root / "emb" / "item_ids.txt").read_text().splitlines() == items
+    assert json.loads((root / "emb" / "export.json").read_text())["ids"]["space"].startswith("dataset")
