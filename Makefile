@@ -32,7 +32,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
-	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
+	@echo "make test | make data DATASET=... [RAW=dir [REPLACE=1]] | make features-venv | make bench | make profile"
 	@echo "make table | ablations | sweeps | sparsity | popularity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
 $(VENV)/.installed-$(ACCEL): pyproject.toml
@@ -70,7 +70,7 @@ test: venv
 	$(PY) -m pytest tests
 
 data: venv
-	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
+	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),) $(if $(REPLACE),--replace,)
 
 bench: venv
 	$(PY) -m experiments.bench $(ARGS)
