@@ -26,7 +26,9 @@ traceback.
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -55,14 +57,23 @@ def debug_requested(argv: list[str] | None = None) -> bool:
     return "--debug" in (argv or ()) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def disk_full(exc: BaseException) -> OSError | None:
-    """The OSError saying the disk (or quota) is full among `exc` and its causes, if any: libraries such as orbax
-    wrap it in their own exceptions."""
+_LIBRARY_LOGGERS = ("absl", "concurrent.futures", "asyncio")  # where orbax's worker threads report failures
+_DISK_FULL_TEXTS = tuple(os.strerror(code) for code in _DISK_FULL_ERRNOS)  # "No space left on device", ...
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+def disk_full(exc: BaseException) -> tuple[BaseException, str | None] | None:
+    """(the exception saying the disk or quota is full, the file it names) among `exc` and its causes, if any.
+    Libraries wrap it: orbax's tensorstore raises a ValueError whose text carries the OS message and the file."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
-            return exc
+            return exc, exc.filename
+        text = str(exc)
+        if any(words in text for words in _DISK_FULL_TEXTS):
+            paths = _QUOTED_PATH.findall(text)
+            return exc, paths[-1] if paths else None
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -73,9 +84,10 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "interrupted"
     full = disk_full(exc)
     if full is not None:
-        where = f" while writing {full.filename}" if full.filename else ""
-        return EXIT_FAILURE, (f"error: no space left on the device{where}; nothing partial was left behind. Free "
-                              "some space and run the same command again (a training run: add --resume RUN_DIR)")
+        where = f" while writing {full[1]}" if full[1] else ""
+        return EXIT_FAILURE, (f"error: no space left on the device{where}; no partial file is left in use. Free "
+                              "some space and run the same command again (a training run: --resume RUN_DIR continues from its last "
+                              "checkpoint)")
     if isinstance(exc, InputError):
         return EXIT_BAD_INPUT, f"error: {exc}"
     if isinstance(exc, Failure):
@@ -90,6 +102,9 @@ def describe(exc: BaseException) -> tuple[int, str]:
 
 def run_guarded(command: Callable[[], int], debug: bool = False) -> int:
     """Runs `command` and turns any exception into a message on stderr and an exit code (module docstring)."""
+    if not debug:
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).addFilter(_drop_worker_thread_tracebacks)
     try:
         return command()
     except (Exception, KeyboardInterrupt) as exc:  # SystemExit (argparse's usage errors, exit 2) passes through
@@ -102,6 +117,12 @@ def run_guarded(command: Callable[[], int], debug: bool = False) -> int:
         if isinstance(exc, KeyboardInterrupt):
             _exit_at_once(signal.SIGINT, None)
         return code
+
+
+def _drop_worker_thread_tracebacks(record: logging.LogRecord) -> bool:
+    """Hides tracebacks that libraries (orbax's checkpoint writers, e.g. on a full disk) log from worker threads:
+    the same exception reaches the main thread and is reported once, in one or two lines. --debug shows them."""
+    return not (record.exc_info and record.threadName != threading.main_thread().name)
 
 
 def _exit_at_once(signum, frame) -> None:

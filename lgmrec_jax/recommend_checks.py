@@ -19,7 +19,6 @@ import dataclasses
 from lgmrec_jax.config import RunConfig, load_saved_config
 from lgmrec_jax.data import id_mapping
 from lgmrec_jax.data.dataset import Dataset
-from lgmrec_jax.data.mmrec import parse_id
 from lgmrec_jax.errors import InputError
 
 # What `export` writes into --out: the embeddings, then for each row the dataset's own id, then a description.
@@ -58,7 +57,8 @@ class DatasetIds:
         if self.users is None:
             dense = []
             for token in tokens:
-                value = parse_id(token)
+                # Digits only, but any length: a huge id is named by check_request ("not in <dataset>").
+                value = int(token) if token.isascii() and token.isdigit() else None
                 if value is None:
                     why = ("" if self.internal else " (this dataset has no u_id_mapping.csv, so its user ids are the "
                            "0-based internal ones)")
