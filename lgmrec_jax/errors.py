@@ -86,8 +86,8 @@ def describe(exc: BaseException) -> tuple[int, str]:
     if full is not None:
         where = f" while writing {full[1]}" if full[1] else ""
         return EXIT_FAILURE, (f"error: no space left on the device{where}; no partial file is left in use. Free "
-                              "some space and run the same command again (a training run: --resume RUN_DIR continues from its last "
-                              "checkpoint)")
+                              "some space and run the same command again (a training run: --resume RUN_DIR "
+                              "continues from its last checkpoint)")
     if isinstance(exc, InputError):
         return EXIT_BAD_INPUT, f"error: {exc}"
     if isinstance(exc, Failure):
