@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.test_errors_cli import (ROOT, SHORT_RUN, TINY, TRAIN, cli, copy_folder, data_prep, env, expect,  # noqa: F401
-                                   finished, run, tiny_folder, train_on)
+                                   run, tiny_folder, train_on)
 
 FAULTS = ROOT / "tests" / "faults"
 
@@ -184,24 +184,22 @@ def test_a_second_ctrl_c_during_shutdown_prints_no_traceback(tmp_path):
 # recommend and export on a full disk: nothing partial, the retry works
 
 
-def test_recommend_and_export_on_a_full_disk(finished, tmp_path):
-    out = tmp_path / "recs.json"
-    proc = cli("recommend", "--run", finished, "--users", "1", "--out", out, extra_env=full_disk("recs.json"))
+def test_recommend_and_export_on_a_full_disk(mapped_run, tmp_path):
+    root, users, _ = mapped_run
+    out = tmp_path / "recs.json"  # recommend and export run the whole way, then meet the full disk
+    proc = cli("recommend", "--run", root / "run", "--users", users[1], "--out", out, cwd=root,
+               extra_env=full_disk("recs.json"))
     expect("recommend --out on a full disk", proc, 1, f"no space left on the device while writing {out}")
-    assert list(tmp_path.iterdir()) == []
-    assert cli("recommend", "--run", finished, "--users", "1", "--out", out).returncode == 0
-    assert json.loads(out.read_text())["recommendations"][0]["items"]
+    assert list(tmp_path.iterdir()) == []  # no truncated JSON, no temporary: the retry meets an empty folder
 
     emb = tmp_path / "emb"
     emb.mkdir()
     (emb / "README").write_text("the user's\n")
     before = tree(emb)
-    proc = cli("export", "--run", finished, "--out", emb, extra_env=full_disk("item_embeddings.npy"))
-    expect("export on a full disk", proc, 1, "no space left on the device", "item_embeddings.npy")
-    assert tree(emb) == before  # user_embeddings.npy, written first, removed again
-    proc = cli("export", "--run", finished, "--out", emb)
-    assert proc.returncode == 0, proc.stderr
-    assert np.load(emb / "user_embeddings.npy").shape[0] == 240
+    proc = cli("export", "--run", root / "run", "--out", emb, cwd=root, extra_env=full_disk("item_ids.txt"))
+    expect("export on a full disk", proc, 1, "no space left on the device", "item_ids.txt")
+    assert tree(emb) == before  # the two .npy files and user_ids.txt, written first, removed again
+    # The retry works: nothing of the export is there (test_recommend_and_export_speak_the_dataset_s_ids exports).
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -224,7 +222,7 @@ def test_ids_are_ascii_digits_only(field, tiny_folder, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_numbers_that_would_overflow_are_named_where_they_enter(tiny_folder, tmp_path, finished):
+def test_numbers_that_would_overflow_are_named_where_they_enter(tiny_folder, tmp_path, mapped_run):
     folder = copy_folder(tiny_folder, tmp_path)
     _inter_line(folder, b"2147483646\t4\t5.0\t0\t0")  # the largest id accepted as a number
     expect("train: the largest user id", train_on(folder), 2,
@@ -251,13 +249,17 @@ def test_numbers_that_would_overflow_are_named_where_they_enter(tiny_folder, tmp
            f"command line: train.seed = {2**70}: must be an integer of at most 2147483647")
     expect("train --set train.learning_rate=1e300", cli(*TRAIN, *TINY, "--set", "train.learning_rate=1e300"), 2,
            "train.learning_rate = 1e+300: must be within float32's range")
-    expect("recommend --users 10**30", cli("recommend", "--run", finished, "--users", str(10**30)), 2,
-           f"user id {10**30} is not in synthetic-tiny")
+    root = mapped_run[0]
+    expect("recommend --internal-ids --users 10**30", cli("recommend", "--run", root / "run", "--internal-ids",
+                                                          "--users", str(10**30), cwd=root), 2,
+           f"user id {10**30} is not in shop")
 
 
 def test_repeated_set_applies_every_assignment_and_empty_names_are_refused(tmp_path):
     proc = cli(*TRAIN, *TINY, "--workdir", tmp_path / "run", "--set", "train.epochs=0", "--set", "train.eval_step=0")
     expect("train --set a --set b", proc, 2, "train.epochs = 0: must be", "train.eval_step = 0: must be")
+    expect("train --set a=1 --set a=2", cli(*TRAIN, *TINY, "--set", "train.epochs=1", "--set", "train.epochs=2"), 2,
+           "command line: train.epochs is set twice ('train.epochs=2' after an earlier value)")
     expect("train --model ''", cli(*TRAIN, *TINY, "--model", ""), 2, "argument --model: an empty name")
     expect("train --dataset ''", cli(*TRAIN, "--dataset", ""), 2, "argument --dataset: an empty name")
     assert not (tmp_path / "run").exists()
