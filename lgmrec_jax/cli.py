@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="extra TOML file applied after the per-model/per-dataset configs")
     train.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
                        metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.alpha=0.3 train.epochs=50; "
-                       "--set may be repeated (every assignment applies; a key given twice is an error)")
+                       "--set may be repeated: every assignment applies, in order (a key given twice: the later value)")
     train.add_argument("--workdir", type=path_arg, help="run directory (default runs/<model>-<dataset>-<time>); "
                        "refused if it holds a run or any file a run writes")
     train.add_argument("--resume", type=path_arg, metavar="RUN_DIR", help="continue the run in RUN_DIR")

@@ -286,16 +286,13 @@ def check_fits_data(cfg: RunConfig, n_items: int, modalities: tuple[str, ...]) -
 def parse_overrides(items) -> dict[str, Any]:
     """`model.alpha=0.3` → {"model.alpha": 0.3}; values are read as TOML (so lists, bools, strings work).
 
-    Every item applies (the command line's repeated --set options are concatenated); a key given twice is refused,
-    since silently keeping one of the two values is a guess."""
+    Every item applies, in order (the command line's repeated --set options are concatenated): a key given twice
+    takes the later value, as a later config layer wins over an earlier one."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or "." not in key:
             raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.alpha=0.3)")
-        if key.strip() in out:
-            raise ConfigError(f"command line: {key.strip()} is set twice ({item!r} after an earlier value); give "
-                              "each key once")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
