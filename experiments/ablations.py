@@ -19,8 +19,8 @@ import dataclasses
 from pathlib import Path
 
 from experiments import report
-from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
-                                   load_data, run_seeds, seed_list, split_overrides, summarize)
+from experiments.run_table import (METRICS, add_common_args, add_seeds_arg, apply_point, cap_note, config_key,
+                                   header_notes, load_data, run_seeds, seed_list, split_overrides, summarize)
 from lgmrec_jax.config import load_config
 
 MODEL = "lgmrec"
@@ -88,17 +88,20 @@ def plot_ablations(path: Path, dataset: str, rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.ablations", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="ml100k")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--dataset", default="ml100k", help="dataset name (default ml100k)")
+    add_seeds_arg(p, 3)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="variants to run (default: all)")
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                   help="config overrides for every variant, e.g. train.epochs=200 (repeatable)")
     add_common_args(p)
     args = p.parse_args(argv)
     cfg = load_config(MODEL, args.dataset, overrides=split_overrides(args.overrides, MODEL))
+    stem = args.out / (args.name or f"ablation_{MODEL}_{args.dataset}")
+    report.check_outputs(stem)  # before any run
     data = load_data(args.dataset, cfg.train.data_dir)
     rows = run_ablations(cfg, data, seed_list(cfg, args.seeds), args.runs_root, not args.no_reuse, args.progress,
                          {v: VARIANTS[v] for v in args.variants})
-    stem = args.out / (args.name or f"ablation_{MODEL}_{args.dataset}")
     table = ablation_table(args.dataset, rows, cfg, args.seeds)
     table.write(stem, {"dataset": args.dataset, "rows": rows})
     plot_ablations(stem.with_suffix(".png"), args.dataset, rows)

@@ -39,7 +39,8 @@ import numpy as np
 
 from experiments import report
 from experiments.grouped_eval import add_reuse_only_arg, analyse_runs, ranked_batches
-from experiments.run_table import add_common_args, header_notes, load_data, load_model_configs
+from experiments.run_table import (add_common_args, add_models_arg, add_seeds_arg, header_notes, load_data,
+                                   load_model_configs)
 from lgmrec_jax import jsonio
 from lgmrec_jax.errors import InputError
 from lgmrec_jax.evaluation import popularity_scores, ranking_metrics
@@ -196,15 +197,19 @@ def plot_popularity(path: Path, dataset: str, outcome: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.popularity", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["lightgcn", "lgmrec", "gume"])
-    p.add_argument("--dataset", default="ml100k")
-    p.add_argument("--seeds", type=int, default=3)
+    add_models_arg(p)
+    p.add_argument("--dataset", default="ml100k", help="dataset name (default ml100k)")
+    add_seeds_arg(p, 3)
     p.add_argument("--head-fraction", type=float, default=0.2,
                    help="share of items (most training interactions first) that form the head")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="[MODEL:]SECTION.KEY=VALUE")
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
+                   metavar="[MODEL:]SECTION.KEY=VALUE",
+                   help="config overrides, MODEL: prefix for one model only (repeatable)")
     add_common_args(p)
     add_reuse_only_arg(p)
     args = p.parse_args(argv)
+    stem = args.out / (args.name or f"popularity_{args.dataset}")
+    report.check_outputs(stem)  # before any run
     try:
         cfgs, missing = load_model_configs(args.models, args.dataset, args.overrides)
         data = load_data(args.dataset, next(iter(cfgs.values())).train.data_dir if cfgs else "data")
@@ -213,7 +218,6 @@ def main(argv=None) -> int:
     except InputError as e:  # ConfigError is one too
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stem = args.out / (args.name or f"popularity_{args.dataset}")
     table = popularity_table(args.dataset, outcome, cfgs, args.seeds, missing)
     table.write(stem, {"dataset": args.dataset, **outcome})
     plot_popularity(stem.with_suffix(".png"), args.dataset, outcome)

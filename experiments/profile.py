@@ -91,12 +91,13 @@ def region_summary(perfetto_trace: Path) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.profile", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="lightgcn")
-    p.add_argument("--dataset", default="synthetic-baby")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--model", default="lightgcn", help="lightgcn, lgmrec or gume (default lightgcn)")
+    p.add_argument("--dataset", default="synthetic-baby", help="dataset name (default synthetic-baby)")
+    p.add_argument("--steps", type=int, default=5, help="train steps in the traced program (default 5)")
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                    help="config overrides, e.g. train.backend=bcoo")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="the trace goes to RUNS_DIR/profile-<model>-<dataset>-<time>/ (default runs)")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be at least 1")

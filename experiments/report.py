@@ -2,6 +2,11 @@
 
 A Table holds rows as dicts of raw values. A column of kind "mean_std" holds (mean, std) pairs: the markdown shows
 "mean ± std", the CSV gets two numeric columns `<key>_mean`, `<key>_std` so nobody has to parse strings back.
+
+Outputs follow the project's write rule (lgmrec_jax/atomic.py): each file is written to a temporary sibling and
+renamed, and a table's files (<stem>.md, .csv, .json, .png) replace only a table a driver wrote before: one whose
+.md starts with a markdown title and carries the provenance line of `run_table.header_notes` ("Table written at
+git ..."). Anything else at those names is refused before any run starts (`check_outputs`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Sequence
 import matplotlib
 import numpy as np
 
-from lgmrec_jax import jsonio
+from lgmrec_jax import atomic, jsonio
+from lgmrec_jax.errors import InputError
 
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
@@ -76,19 +82,46 @@ class Table:
 
     def write(self, stem: Path, payload: dict | None = None, **json_kwargs) -> tuple[Path, Path]:
         """Writes <stem>.md and <stem>.csv, and `payload` (the full per-seed provenance behind the table) as
-        <stem>.json when given (jsonio.write_json; `json_kwargs` go to json.dumps); returns the .md and .csv paths."""
+        <stem>.json when given (jsonio.write_json; `json_kwargs` go to json.dumps); returns the .md and .csv paths.
+        A table without rows is refused: it would replace a real one with nothing."""
         stem = Path(stem)
+        if not self.rows:
+            raise InputError(f"{stem}: nothing ran, so there is no table to write (the files there are unchanged)")
+        check_outputs(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
         md, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
-        md.write_text(self.markdown())
+        atomic.write_text(md, self.markdown())
         names, rows = self.csv_rows()
-        with open(csv_path, "w", newline="") as f:
+        with atomic.replacing(csv_path, "w") as f:
             writer = csv.DictWriter(f, fieldnames=names)
             writer.writeheader()
             writer.writerows(rows)
         if payload is not None:
             jsonio.write_json(stem.with_suffix(".json"), payload, indent=1, **json_kwargs)
         return md, csv_path
+
+
+OUTPUT_SUFFIXES = (".md", ".csv", ".json", ".png")
+PROVENANCE_MARK = "Table written at git "  # the last note of run_table.header_notes, in every driver's table
+
+
+def is_own_table(stem: Path) -> bool:
+    """True when <stem>.md is a table a driver wrote (module docstring): then its sibling outputs are too."""
+    md = Path(stem).with_suffix(".md")
+    if not md.is_file() or not atomic.first_line(md).startswith("# "):
+        return False
+    try:
+        return any(line.startswith(PROVENANCE_MARK) for line in md.read_text(encoding="utf-8").splitlines()[:40])
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_outputs(stem: Path) -> None:
+    """Refuses, before anything runs, output names that hold something a driver did not write."""
+    stem = Path(stem)
+    own = is_own_table(stem)
+    for suffix in OUTPUT_SUFFIXES:
+        atomic.refuse_foreign(stem.with_suffix(suffix), "output", lambda _: own)
 
 
 def _num(value):
@@ -181,5 +214,8 @@ def _zoom(ax, lows, highs) -> None:
 def _save(fig, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic.replacing(path, "wb") as f:
+            fig.savefig(f, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)

@@ -43,6 +43,7 @@ from pathlib import Path
 from experiments import paper_results, report
 from lgmrec_jax import jsonio, rundir
 from lgmrec_jax.config import ConfigError, RunConfig, load_config
+from lgmrec_jax.errors import InputError
 
 RUNS_ROOT = Path("runs/experiments")
 RESULTS_DIR = Path("results")
@@ -88,6 +89,10 @@ def run_one(cfg: RunConfig, data, root: Path = RUNS_ROOT, reuse: bool = True, pr
     resume = reuse and matches and any((directory / "checkpoints").glob("[0-9]*"))
     shorter = None if resume or not reuse else shorter_run(root, cfg)
     if directory.exists() and not resume:
+        foreign = rundir.foreign_entries(directory)
+        if foreign:  # only a run's own files are the driver's to delete
+            raise InputError(f"{directory}: holds {', '.join(foreign)}, which no run writes, next to a stale run "
+                             "the driver would delete; move them away (nothing was deleted)")
         shutil.rmtree(directory)  # a stale or mismatching run: start clean so old checkpoints cannot leak in
     if shorter is not None:
         # results.json is left behind so that a kill during the extension leaves an unfinished run, resumed next time
@@ -320,22 +325,49 @@ def main_table(dataset: str, outcomes: dict, n_seeds: int, cfgs: dict, missing: 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.run_table", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["lightgcn", "lgmrec", "gume"])
-    p.add_argument("--dataset", default="ml100k")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (train.seed = base, base+1, ...)")
+    add_models_arg(p)
+    p.add_argument("--dataset", default="ml100k", help="dataset name (default ml100k)")
+    add_seeds_arg(p, 3)
     p.add_argument("--grid", action="store_true", help="search each model's [grid] (selection on validation)")
     p.add_argument("--grid-keys", nargs="+", metavar="KEY",
                    help="search only these [grid] keys (models lacking a key are run as configured)")
-    p.add_argument("--max-grid-points", type=int, default=MAX_GRID_POINTS)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="[MODEL:]SECTION.KEY=VALUE",
+    p.add_argument("--max-grid-points", type=count_arg, default=MAX_GRID_POINTS,
+                   help=f"refuse a model's grid with more points than this (default {MAX_GRID_POINTS})")
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
+                   metavar="[MODEL:]SECTION.KEY=VALUE",
                    help="config overrides, e.g. train.epochs=200 or lgmrec:grid.alpha=[0.2,0.4]")
     add_common_args(p)
     return p
 
 
+def count_arg(text: str) -> int:
+    """argparse type of a count that must be at least 1: zero seeds or groups would make a table of nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value}: must be between 1 and 10000 (with nothing to run there is "
+                                         "no table to write)")
+    return value
+
+
+def add_seeds_arg(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument("--seeds", type=count_arg, default=default,
+                   help=f"number of seeds, at least 1 (train.seed = base, base+1, ...; default {default})")
+
+
+def add_models_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", default=["lightgcn", "lgmrec", "gume"],
+                   help="models to run (default: lightgcn lgmrec gume)")
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs-root", type=Path, default=RUNS_ROOT)
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the table files")
+    p.add_argument("--runs-root", type=Path, default=RUNS_ROOT,
+                   help=f"where the runs are kept and reused (default {RUNS_ROOT})")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
+                   help=f"directory for the table files (default {RESULTS_DIR}); a table a driver wrote is "
+                        "replaced, anything else at its names is refused")
     p.add_argument("--name", help="file stem of the outputs (default depends on the driver)")
     p.add_argument("--no-reuse", action="store_true", help="retrain even if a matching finished run exists")
     p.add_argument("--progress", action="store_true", help="per-epoch progress bars")
@@ -375,6 +407,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    stem = args.out / (args.name or f"main_{args.dataset}")
+    report.check_outputs(stem)  # before hours of training, not after
     data = load_data(args.dataset, next(iter(cfgs.values())).train.data_dir if cfgs else "data")
     print(data.summary())
     for model, cfg in cfgs.items():
@@ -386,8 +420,10 @@ def main(argv=None) -> int:
                                             max_points=args.max_grid_points)
         except (ImportError, NotImplementedError) as e:
             missing[model] = f"{type(e).__name__}: {e}"
+    if not outcomes:
+        raise InputError(f"no model could run ({'; '.join(f'{m}: {why}' for m, why in missing.items())}); "
+                         f"{stem}.md and its siblings are unchanged")
     table = main_table(args.dataset, outcomes, args.seeds, cfgs, missing, args.grid)
-    stem = args.out / (args.name or f"main_{args.dataset}")
     # The .json holds the full provenance: every candidate's per-seed results and run directories.
     md, csv_path = table.write(stem, {"dataset": args.dataset, "seeds": args.seeds, "grid": args.grid,
                                       "missing": missing, "outcomes": outcomes}, default=float)

@@ -17,10 +17,11 @@ import argparse
 from pathlib import Path
 
 from experiments import report
-from experiments.run_table import (METRICS, add_common_args, apply_point, cap_note, config_key, header_notes,
-                                   load_data, run_seeds, seed_list, select_by_validation, split_overrides,
+from experiments.run_table import (METRICS, add_common_args, add_seeds_arg, apply_point, cap_note, config_key,
+                                   header_notes, load_data, run_seeds, seed_list, select_by_validation, split_overrides,
                                    summarize)
-from lgmrec_jax.config import load_config
+from lgmrec_jax.config import load_config, validate
+from lgmrec_jax.errors import InputError
 
 MODEL = "lgmrec"
 # Defaults: α over the paper's 0.1…0.9 range; A over LGMRec's grid {2,…,256} (SPEC §3.6); cl_weight two decades
@@ -76,21 +77,28 @@ def plot_sweep(path: Path, dataset: str, param: str, rows: list[dict], model: st
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.sweeps", description=__doc__.split("\n\n")[0])
-    p.add_argument("param", choices=list(SWEEPS))
+    p.add_argument("param", choices=list(SWEEPS), help="the LGMRec hyperparameter to sweep")
     p.add_argument("--values", nargs="+", type=float, help="values to sweep (default: the built-in list)")
-    p.add_argument("--dataset", default="ml100k")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--dataset", default="ml100k", help="dataset name (default ml100k)")
+    add_seeds_arg(p, 1)
+    p.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                   help="config overrides for every value, e.g. train.epochs=200 (repeatable)")
     add_common_args(p)
     args = p.parse_args(argv)
     values = args.values or SWEEPS[args.param]
     if args.param == "hyper_num":
+        fractional = [v for v in values if v != int(v)]
+        if fractional:
+            raise InputError(f"--values {fractional[0]}: hyper_num counts hyperedges, give whole numbers")
         values = [int(v) for v in values]
     cfg = load_config(MODEL, args.dataset, overrides=split_overrides(args.overrides, MODEL))
+    for value in values:  # the config's own range check, before any run (a negative alpha, 0 hyperedges, ...)
+        validate(apply_point(cfg, {args.param: value}))
+    stem = args.out / (args.name or f"sweep_{args.param}_{MODEL}_{args.dataset}")
+    report.check_outputs(stem)
     data = load_data(args.dataset, cfg.train.data_dir)
     rows = run_sweep(cfg, data, args.param, values, seed_list(cfg, args.seeds), args.runs_root,
                      not args.no_reuse, args.progress)
-    stem = args.out / (args.name or f"sweep_{args.param}_{MODEL}_{args.dataset}")
     table = sweep_table(args.dataset, args.param, rows, cfg, args.seeds)
     table.write(stem, {"dataset": args.dataset, "param": args.param, "rows": rows})
     plot_sweep(stem.with_suffix(".png"), args.dataset, args.param, rows)

@@ -10,6 +10,9 @@ Layers, later wins (as MMRec's overall → dataset → model precedence, but typ
 A TOML file has sections `[model]` and `[train]`, and optionally `[grid]` (lists of model values to search, used by
 experiments/). Any unknown section or key is an error that names the file and the key, and so is a value out of range
 (`validate`: one line per key in TRAIN_CHECKS / MODEL_CHECKS): the message names the layer that set it.
+
+Nothing here imports JAX (the model hyperparameters live in models/hyperparams.py), so a config mistake is reported
+in a fraction of a second; tests/test_config.py checks that it stays so.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import Any, Callable
 
 from lgmrec_jax import jsonio
 from lgmrec_jax.errors import InputError
-from lgmrec_jax.models import MODEL_MODULES, get_model
-from lgmrec_jax.precision import FEATURE_DTYPES, MATMUL_PRECISIONS
+from lgmrec_jax.models import MODEL_MODULES
+from lgmrec_jax.models.hyperparams import CONFIGS, VALIDATORS
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 DEFAULTS = "defaults"  # the source named for a value nobody set
@@ -83,8 +86,8 @@ class RunConfig:
 def load_config(model_name: str, dataset: str, config_file: str | Path | None = None,
                 overrides: list[str] | tuple[str, ...] = (), available_devices: int | None = None) -> RunConfig:
     """The resolved, validated config. `available_devices` (len(jax.devices())) also checks train.devices."""
-    model = _model_module(model_name, "--model")
-    cfg = RunConfig(model_name=model_name, dataset=dataset, model=model.Config(), train=TrainConfig())
+    model_config = _model_config_class(model_name, "--model")
+    cfg = RunConfig(model_name=model_name, dataset=dataset, model=model_config(), train=TrainConfig())
     for path in (CONFIG_ROOT / model_name / "default.toml", CONFIG_ROOT / model_name / f"{dataset}.toml"):
         if path.exists():
             cfg = _apply(cfg, _read_toml(path), str(path))
@@ -106,8 +109,8 @@ def from_dict(d: dict, source: str = "config.json", available_devices: int | Non
     for key in ("model", "train", "grid"):
         if not isinstance(d.get(key, {}), dict):
             raise ConfigError(f"{source}: {key!r} must be an object, got {d[key]!r}")
-    model = _model_module(d["model_name"], f"{source} model_name")
-    cfg = RunConfig(model_name=d["model_name"], dataset=str(d["dataset"]), model=model.Config(), train=TrainConfig())
+    model_config = _model_config_class(d["model_name"], f"{source} model_name")
+    cfg = RunConfig(model_name=d["model_name"], dataset=str(d["dataset"]), model=model_config(), train=TrainConfig())
     cfg = _apply(cfg, {"model": d["model"], "train": d["train"], "grid": d.get("grid", {})}, source)
     validate(cfg, available_devices)
     return cfg
@@ -121,12 +124,13 @@ def load_saved_config(path: str | Path, available_devices: int | None = None) ->
     return from_dict(jsonio.read_json(path, "run config"), str(path), available_devices)
 
 
-def _model_module(name, where: str):
+def _model_config_class(name, where: str) -> type:
+    """The model's hyperparameter dataclass, found without importing the model (and JAX)."""
     if name not in MODEL_MODULES:
         close = difflib.get_close_matches(str(name), MODEL_MODULES, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"{where}: unknown model {name!r}{hint}; choose one of {', '.join(MODEL_MODULES)}")
-    return get_model(name)
+    return CONFIGS[name]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -134,6 +138,10 @@ def _model_module(name, where: str):
 # type-checked, and a float anywhere must be finite. New keys get a check by adding a line here.
 
 Check = tuple[Callable[[Any], bool], str]
+# Every int and float of a config ends in an int32 / float32 somewhere (a seed, a step count, a weight): a value
+# beyond that range would overflow there, far from the key, so it is refused here, naming the key.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
 POSITIVE_INT: Check = (lambda v: v >= 1, "a positive integer")
 NON_NEGATIVE_INT: Check = (lambda v: v >= 0, "an integer >= 0")
 POSITIVE: Check = (lambda v: v > 0, "a positive number")
@@ -144,6 +152,8 @@ NON_EMPTY: Check = (lambda v: bool(v.strip()), "a non-empty path")
 # JAX import (tests/test_config.py checks that these lists agree with the modules).
 METRIC_NAMES = ("recall", "ndcg", "precision", "map")
 BACKEND_NAMES = ("auto", "bcoo", "bcsr", "segment_sum")
+MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16")  # precision.py
+FEATURE_DTYPES = ("float32", "bfloat16")
 
 TRAIN_CHECKS: dict[str, Check] = {
     "seed": NON_NEGATIVE_INT,
@@ -213,6 +223,11 @@ def validate(cfg: RunConfig, available_devices: int | None = None) -> None:
         numbers = value if isinstance(value, tuple) else (value,)
         if any(isinstance(x, float) and not math.isfinite(x) for x in numbers):
             bad(key, value, "finite" + (f" and {rule[1]}" if rule else ""))
+        elif any(isinstance(x, float) and abs(x) > FLOAT32_MAX for x in numbers):
+            bad(key, value, f"within float32's range (|x| <= {FLOAT32_MAX:.4g}), the dtype it is used in")
+        elif any(isinstance(x, int) and not isinstance(x, bool) and not INT32_MIN <= x <= INT32_MAX
+                 for x in numbers):
+            bad(key, value, f"an integer of at most {INT32_MAX} in magnitude (int32, the dtype it is used in)")
         elif rule is not None and not rule[0](value):
             bad(key, value, rule[1])
 
@@ -259,7 +274,7 @@ def check_fits_data(cfg: RunConfig, n_items: int, modalities: tuple[str, ...]) -
     if knn_k is not None and knn_k > n_items:
         raise ConfigError(f"{cfg.origins.get('model.knn_k', DEFAULTS)}: model.knn_k = {knn_k}: {cfg.dataset} has only "
                           f"{n_items} items; use a value <= {n_items}")
-    model_check = getattr(get_model(cfg.model_name), "validate", None)
+    model_check = VALIDATORS.get(cfg.model_name)
     if model_check is not None:
         try:
             model_check(cfg.model, modalities)
@@ -269,7 +284,10 @@ def check_fits_data(cfg: RunConfig, n_items: int, modalities: tuple[str, ...]) -
 
 
 def parse_overrides(items) -> dict[str, Any]:
-    """`model.alpha=0.3` → {"model.alpha": 0.3}; values are read as TOML (so lists, bools, strings work)."""
+    """`model.alpha=0.3` → {"model.alpha": 0.3}; values are read as TOML (so lists, bools, strings work).
+
+    Every item applies, in order (the command line's repeated --set options are concatenated): a key given twice
+    takes the later value, as a later config layer wins over an earlier one."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lgmrec_jax import atomic
 from lgmrec_jax.errors import InputError
 
 
@@ -40,18 +40,9 @@ def dumps(obj: Any, **kwargs) -> str:
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2, **kwargs) -> Path:
-    """Writes `obj` as strict JSON (plus a newline) atomically: temporary file in the same folder, then rename."""
-    path = Path(path)
-    text = dumps(obj, indent=indent, **kwargs) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() honours the umask, unlike mkstemp's 0600
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Writes `obj` as strict JSON (plus a newline) by the project's write rule (lgmrec_jax/atomic.py): a temporary
+    sibling renamed into place, removed on any failure."""
+    return atomic.write_text(path, dumps(obj, indent=indent, **kwargs) + "\n")
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:

@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MATMUL_PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
-FEATURE_DTYPES = ("float32", "bfloat16")
+from lgmrec_jax.config import FEATURE_DTYPES, MATMUL_PRECISIONS  # spelled out there: the config imports no JAX
 
 
 def matmul_precision(name: str):

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lgmrec_jax import jsonio, losses, rundir
+from lgmrec_jax import atomic, jsonio, losses, rundir
 from lgmrec_jax.checkpoint import Checkpointer
 from lgmrec_jax.config import RunConfig
 from lgmrec_jax.data.dataset import Dataset
@@ -188,17 +188,41 @@ def ranks_among_candidates(run: LoadedRun, users, new_item_emb: jax.Array) -> np
 # Export
 
 
-def export_embeddings(run: LoadedRun, out_dir: str | Path) -> dict:
-    """Writes user_embeddings.npy [U, d], item_embeddings.npy [I, d] (float32, row = id) and export.json."""
+def export_embeddings(run: LoadedRun, out_dir: str | Path, ids=None) -> dict:
+    """Writes user_embeddings.npy [U, d], item_embeddings.npy [I, d] (float32, row = dense id), user_ids.txt and
+    item_ids.txt (line r: the dataset's own id of row r, from `ids`, a recommend_checks.DatasetIds; the dense ids
+    without it) and export.json.
+
+    By the project's write rule (lgmrec_jax/atomic.py): a folder already holding any of these files is refused
+    before anything is written, each file appears complete or not at all, and a failure part-way (a full disk)
+    removes the files this call wrote, so the same command can simply be run again."""
     out_dir = Path(out_dir)
+    present = [name for name in EXPORT_FILES if (out_dir / name).exists()]
+    if present:
+        raise InputError(f"--out {out_dir}: already holds an export ({', '.join(present)}); choose another "
+                         "directory or move those files away (nothing was written)")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / "user_embeddings.npy", np.asarray(run.user_emb, np.float32))
-    np.save(out_dir / "item_embeddings.npy", np.asarray(run.item_emb, np.float32))
     info = {"run_dir": str(run.run_dir), "model": run.cfg.model_name, "dataset": run.cfg.dataset,
             "best_epoch": run.best_epoch, "n_users": int(run.user_emb.shape[0]),
             "n_items": int(run.item_emb.shape[0]), "dim": int(run.user_emb.shape[1]),
-            "score": "dot product of a user row and an item row (as in training and evaluation)"}
-    jsonio.write_json(out_dir / "export.json", info)
+            "score": "dot product of a user row and an item row (as in training and evaluation)",
+            "ids": {"users": "user_ids.txt", "items": "item_ids.txt",
+                    "space": ids.space if ids is not None else "internal (0-based dense ids)"}}
+    written: list[Path] = []
+    try:
+        for name, table in (("user_embeddings.npy", run.user_emb), ("item_embeddings.npy", run.item_emb)):
+            written.append(atomic.save_npy(out_dir / name, np.asarray(table, np.float32)))
+        for kind, n in (("user", info["n_users"]), ("item", info["n_items"])):
+            names = ids.all_ids(kind) if ids is not None else range(n)
+            written.append(atomic.write_text(out_dir / f"{kind}_ids.txt", "".join(f"{name}\n" for name in names)))
+        written.append(jsonio.write_json(out_dir / "export.json", info))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return info
 
 

@@ -29,6 +29,9 @@ from lgmrec_jax.errors import InputError
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.json", "repro.json", "metrics.jsonl", "results.json")
+# Every name a run writes into its directory (train.py, checkpoint.py): a new run refuses a directory holding any
+# of them, since it would replace it (a user's curves.png in a folder chosen as --workdir, say).
+RUN_OUTPUTS = (*RUN_FILES, "curves.png", "checkpoints", "corrupt-checkpoints", LOCK_NAME)
 
 
 class RunDirError(InputError):
@@ -53,8 +56,19 @@ def run_files(workdir: Path) -> list[str]:
     return found
 
 
+def foreign_entries(workdir: Path) -> list[str]:
+    """Names in `workdir` that no run writes (a user's files): what must never be deleted with a stale run."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return []
+    return sorted(p.name for p in workdir.iterdir() if p.name not in RUN_OUTPUTS)
+
+
 def check_fresh(workdir: Path) -> None:
-    """A new run may use a directory that does not exist or holds no run; anything else is refused untouched."""
+    """A new run may use a directory that does not exist or holds nothing a run would write; anything else is
+    refused untouched."""
+    if str(workdir) == "":  # Path("") is the current directory: never a run directory by accident
+        raise RunDirError("--workdir '': an empty path; give the run directory to create (e.g. runs/my-run)")
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise RunDirError(f"{workdir}: exists and is not a directory; choose another run directory")
@@ -64,6 +78,10 @@ def check_fresh(workdir: Path) -> None:
                 else "it has no checkpoint to continue from")
         raise RunDirError(f"{workdir} already holds a run ({', '.join(found)}); {hint}, or train into a new "
                           "directory. Nothing was written.")
+    clashes = [name for name in RUN_OUTPUTS if name != LOCK_NAME and (workdir / name).exists()]
+    if clashes:
+        raise RunDirError(f"{workdir} holds {', '.join(clashes)}, which a run would replace; train into a new "
+                          "directory or move them away. Nothing was written.")
 
 
 def check_resumable(workdir: Path) -> None:

@@ -55,6 +55,26 @@ def test_names_checked_without_jax_agree_with_the_modules():
     from lgmrec_jax.graph.sparse import BACKENDS
     assert METRIC_NAMES == METRICS
     assert set(BACKEND_NAMES) == {"auto", *BACKENDS}
+    from lgmrec_jax import models, precision
+    from lgmrec_jax.models import hyperparams
+    assert precision.FEATURE_DTYPES and precision.MATMUL_PRECISIONS  # imported from the config: one list each
+    assert set(hyperparams.CONFIGS) == set(models.MODEL_MODULES)
+    for name, config_class in hyperparams.CONFIGS.items():
+        assert models.get_model(name).Config is config_class
+
+
+def test_a_config_error_imports_no_jax():
+    """Bad --set values are reported before JAX is imported (it takes seconds): the error path stays light."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys\nfrom lgmrec_jax import cli\n"
+            "code = cli.main(['train', '--set', 'model.nope=1'])\n"
+            "assert code == 2, code\nassert 'jax' not in sys.modules, 'jax imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "unknown key(s) ['nope']" in proc.stderr
 
 
 def test_range_errors_name_key_value_and_the_layer_that_set_it(tmp_path):

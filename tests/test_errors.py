@@ -17,7 +17,8 @@ from lgmrec_jax.data.mmrec import DataError
     (DataError("x.inter:3: bad"), 2, "error: x.inter:3: bad"),
     (errors.Failure("training diverged"), 1, "error: training diverged"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/no/file"), 2, "error: /no/file: No such file"),
-    (OSError(errno.ENOSPC, "No space left on device", "/full"), 1, "error: /full: No space left on device"),
+    (OSError(errno.ENOSPC, "No space left on device", "/full"), 1,
+     "error: no space left on the device while writing /full; no partial file is left in use"),
     (KeyError("oops"), 1, "internal error: KeyError: 'oops'"),
     (KeyboardInterrupt(), 130, "interrupted"),
 ])
@@ -26,6 +27,28 @@ def test_exceptions_map_to_exit_codes_and_one_message(exc, code, start):
     assert got_code == code and message.startswith(start)
     if message.startswith("internal error"):
         assert message.splitlines()[1] == errors.DEBUG_HINT
+
+
+def test_a_full_disk_is_found_inside_a_library_s_own_exception():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/ckpt/0/state")
+        except OSError as inner:
+            raise RuntimeError("checkpoint save failed") from inner
+    except RuntimeError as wrapped:
+        code, message = errors.describe(wrapped)
+    assert code == 1 and "no space left on the device while writing /ckpt/0/state" in message
+
+
+def test_a_full_disk_reported_only_in_a_library_s_message_text_is_found_with_its_file():
+    # What orbax's tensorstore raises when a checkpoint write meets a full disk (seen on a 300 KB tmpfs).
+    exc = ValueError('RESOURCE_EXHAUSTED: Error writing "best_params.x/0.0" in OCDBT database at local file '
+                     '"/runs/r/checkpoints/0.orbax-checkpoint-tmp/": Failed writing: "/runs/r/checkpoints/0.orbax-'
+                     'checkpoint-tmp/d/6fc1": Failed to write 125082 bytes to file 8: No space left on device '
+                     "[os_error_code='28']")
+    code, message = errors.describe(exc)
+    assert code == 1 and message.startswith(
+        "error: no space left on the device while writing /runs/r/checkpoints/0.orbax-checkpoint-tmp/d/6fc1;")
 
 
 def test_run_guarded_prints_or_reraises(capsys, monkeypatch):

@@ -40,7 +40,8 @@ def closing_table():
 
 def env(**extra) -> dict:
     out = {k: v for k, v in os.environ.items() if k != "LGMREC_DEBUG"}
-    out.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", **extra)
+    out.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    out.update(extra)  # may replace PYTHONPATH (tests/test_write_rule_cli.py puts its fault injection first)
     return out
 
 
@@ -254,7 +255,7 @@ def _truncated_npy(folder):
 DAMAGE = [
     ("zero-byte feature file", _zero_bytes, "image_feat.npy: empty file (0 bytes)"),
     ("feature file is a directory", _directory, "image_feat.npy: is a directory"),
-    ("truncated .npy feature file", _truncated_npy, "image_feat.npy: not a plain numeric .npy array"),
+    ("truncated .npy feature file", _truncated_npy, "image_feat.npy: the header declares shape (160, 48)"),
     ("feature rows != items", lambda f: np.save(f / "text_feat.npy", np.ones((7, 3), np.float32)),
      "text_feat.npy: 7 feature rows but the .inter file has 160 items"),
     ("NaN feature", lambda f: np.save(f / "text_feat.npy", np.full((160, 3), np.nan, np.float32)),
@@ -479,7 +480,7 @@ def test_recommend_and_export_arguments(finished, tmp_path):
     cases = [
         ("recommend --users 999 (unknown)", ["--users", "999"],
          "user id 999 is not in synthetic-tiny: user ids are 0..239"),
-        ("recommend --users -1", ["--users", "-1"], "--users: user ids are >= 0, got -1"),
+        ("recommend --users -1", ["--users", "-1"], "--users '-1': an internal user id is written with the digits"),
         ("recommend --k 161 (> items)", ["--users", "1", "--k", "161"],
          "k = 161: must be between 1 and the 160 candidate items of synthetic-tiny"),
         ("recommend --k -3", ["--users", "1", "--k", "-3"], "--k -3: must be a positive number of items"),

@@ -119,8 +119,15 @@ def test_cli_recommend_and_export(cold_setup, tmp_path, monkeypatch, capsys):
     out = tmp_path / "rec.json"
     assert cli.main(["recommend", "--run", str(cold_setup["run_dir"]), "--users", "3", "5", "--k", "4",
                      "--cold-features", str(tmp_path / "new.npz"), "--out", str(out)]) == 0
-    recs = json.loads(out.read_text())["recommendations"]
+    report = json.loads(out.read_text())
+    recs = report["recommendations"]
     assert [r["user"] for r in recs] == [3, 5] and all(len(r["items"]) == 4 for r in recs)
+    assert report["ids"].startswith("internal") and all(r["items"] == [
+        i if i < report["n_items"] else f"new:{i - report['n_items']}" for i in r["internal_items"]] for r in recs)
+    n_new = len(next(iter(cold_setup["new_feats"].values())))
+    assert [c["id"] for c in report["cold_items"]] == [f"new:{k}" for k in range(n_new)]
+    assert all(set(c["rank_per_user"]) == {"3", "5"} and min(c["rank_per_user"].values()) >= 1
+               for c in report["cold_items"])
     assert cli.main(["export", "--run", str(cold_setup["run_dir"]), "--out", str(tmp_path / "emb")]) == 0
     assert (tmp_path / "emb" / "item_embeddings.npy").exists()
     assert cli.main(["recommend", "--run", str(tmp_path), "--users", "1"]) == 2  # not a run directory

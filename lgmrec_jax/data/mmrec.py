@@ -16,6 +16,8 @@ The report travels with the Dataset (`Dataset.load_report`); the trainer prints 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,14 @@ REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 SPLITS = ("train", "valid", "test")  # x_label 0, 1, 2
 # image and text first (the order the models' configs and the papers use), any further modality after them.
 PREFERRED_MODALITY_ORDER = ("image", "text")
-MAX_ID = 2**31 - 1  # ids are stored as int32 on device
+MAX_ID = 2**31 - 2  # ids are stored as int32 on device, and so is the count max id + 1
+
+
+def max_unused_ids(distinct: int) -> int:
+    """n = max id + 1 (as MMRec): an id far above the number of distinct ids would create millions of empty users
+    or items (and embedding tables to match) out of one typo, so more unused ids than this are refused, naming the
+    line. Dense ids never come near it."""
+    return 10 * distinct + 1000
 
 
 class DataError(InputError):
@@ -95,21 +104,18 @@ def read_inter_file(path: Path, extra_columns: tuple[str, ...] = ()) -> InterFil
             fields = line.split("\t")
             if len(fields) != width:
                 raise DataError(f"{path}:{lineno}: expected {width} tab-separated fields, found {len(fields)}")
-            try:
-                u, i, x = (int(fields[c]) for c in cols)
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: userID, itemID and x_label must be integers, "
-                                f"got {[fields[c] for c in cols]}") from None
-            if u < 0 or i < 0:
-                raise DataError(f"{path}:{lineno}: negative id ({u}, {i})")
+            u, i, x = (parse_id(fields[c]) for c in cols)
+            if u is None or i is None or x is None:
+                raise DataError(_bad_id_message(path, lineno, [fields[c] for c in cols]))
             if u > MAX_ID or i > MAX_ID:
                 raise DataError(f"{path}:{lineno}: id ({u}, {i}) above {MAX_ID}; ids must be 0-based and dense")
             if x not in (0, 1, 2):
                 raise DataError(f"{path}:{lineno}: x_label must be 0 (train), 1 (valid) or 2 (test), got {x}")
             if extra:
-                try:
-                    extra_rows.append([float(fields[k]) for _, k in extra])
-                except ValueError:
+                values = [parse_number(fields[k]) for _, k in extra]
+                if None not in values:
+                    extra_rows.append(values)
+                else:
                     raise DataError(f"{path}:{lineno}: {', '.join(c for c, _ in extra)} must be numbers, "
                                     f"got {[fields[k] for _, k in extra]}") from None
             users.append(u)
@@ -122,6 +128,33 @@ def read_inter_file(path: Path, extra_columns: tuple[str, ...] = ()) -> InterFil
     return InterFile(path=path, users=np.asarray(users, np.int64), items=np.asarray(items, np.int64),
                      labels=np.asarray(labels, np.int64), lines=np.asarray(lines, np.int64),
                      columns={c: table[:, k] for k, (c, _) in enumerate(extra)}, blank_lines=blank)
+
+
+def parse_id(text: str) -> int | None:
+    """A non-negative id written with ASCII digits only, else None. Python's int() would also take '+4', ' 4',
+    '1_0' and other scripts' digits, silently reading something else than what the file says."""
+    if not (0 < len(text) <= 12 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def _bad_id_message(path: Path, lineno: int, texts: list[str]) -> str:
+    column, text = next((c, t) for c, t in zip(REQUIRED_COLUMNS, texts) if parse_id(t) is None)
+    if text.startswith("-") and parse_id(text[1:]) is not None:
+        return f"{path}:{lineno}: negative id ({column} {text})"
+    return (f"{path}:{lineno}: userID, itemID and x_label must be integers written with the digits 0-9 only (no "
+            f"sign, space, '_' or other digits); {column} is {text!r}")
+
+
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def parse_number(text: str) -> float | None:
+    """A finite decimal number in plain notation (no nan, inf, '_' or spaces), else None."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def _decode(raw: bytes, path: Path, lineno: int) -> str:
@@ -145,6 +178,12 @@ def audit_interactions(inter: InterFile) -> tuple[dict[str, np.ndarray], int, in
     """
     path, users, items, labels, lines = inter.path, inter.users, inter.items, inter.labels, inter.lines
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    for column, what, ids, n in (("userID", "users", users, n_users), ("itemID", "items", items, n_items)):
+        distinct = len(np.unique(ids))
+        if n - distinct > max_unused_ids(distinct):
+            line = int(lines[np.argmax(ids)])
+            raise DataError(f"{path}:{line}: {column} {n - 1} would make {n} {what} out of {distinct} distinct ids "
+                            "(n = max id + 1, as MMRec); ids must be 0-based and dense, renumber them")
     report: dict = {"file": str(path), "rows": int(len(users)), "blank_lines": inter.blank_lines}
 
     order = np.lexsort((labels, items, users))  # stable: within equal rows, file order
@@ -245,11 +284,17 @@ def read_features(directory: Path, n_items: int, modalities: tuple[str, ...] | N
 
 
 def read_feature_file(path: Path, n_items: int) -> np.ndarray:
-    """A [n_items, dim] float32 matrix from a plain .npy file; anything else is a DataError naming the file."""
+    """A [n_items, dim] float32 matrix from a plain .npy file; anything else is a DataError naming the file.
+
+    The header is read first, so a file declaring more rows or bytes than it holds is refused before any memory is
+    reserved for it; values are checked after the conversion to float32 (the training dtype), so a float64 value
+    beyond float32's range is named here rather than overflowing in training."""
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a .npy array of shape [n_items, dim]")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError(f"{path}: empty file (0 bytes), expected a .npy array of shape [n_items, dim]")
+    _check_npy_header(path, size, n_items)
     try:
         feats = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:  # object arrays need pickle, which we never allow
@@ -257,17 +302,48 @@ def read_feature_file(path: Path, n_items: int) -> np.ndarray:
     if not isinstance(feats, np.ndarray):
         feats.close()
         raise DataError(f"{path}: an .npz archive, expected a single .npy array of shape [n_items, dim]")
-    if feats.ndim != 2:
-        raise DataError(f"{path}: features must be 2-d [n_items, dim], got shape {feats.shape}")
-    if not (np.issubdtype(feats.dtype, np.floating) or np.issubdtype(feats.dtype, np.integer)):
-        raise DataError(f"{path}: features must be real numbers, got dtype {feats.dtype}")
-    if feats.shape[0] != n_items:
-        raise DataError(f"{path}: {feats.shape[0]} feature rows but the .inter file has {n_items} items "
-                        f"(max itemID + 1)")
-    if feats.shape[1] == 0:
-        raise DataError(f"{path}: features have 0 columns")
-    bad = ~np.isfinite(feats)
+    _check_feature_shape(path, feats.shape, feats.dtype, n_items)
+    with np.errstate(over="ignore", invalid="ignore"):
+        table = np.ascontiguousarray(feats, dtype=np.float32)
+    bad = ~np.isfinite(table)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"{path}: {int(bad.sum())} non-finite values (NaN/inf), first at row {row}, column {col}")
-    return np.ascontiguousarray(feats, dtype=np.float32)
+        beyond = " or beyond float32's range (|x| > 3.4e38)" if np.isfinite(feats[row, col]) else ""
+        raise DataError(f"{path}: {int(bad.sum())} non-finite values (NaN/inf{beyond}), first at row {row}, "
+                        f"column {col}")
+    return table
+
+
+def _check_feature_shape(path: Path, shape: tuple, dtype: np.dtype, n_items: int) -> None:
+    if len(shape) != 2:
+        raise DataError(f"{path}: features must be 2-d [n_items, dim], got shape {shape}")
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise DataError(f"{path}: features must be real numbers, got dtype {dtype}")
+    if shape[0] != n_items:
+        raise DataError(f"{path}: {shape[0]} feature rows but the .inter file has {n_items} items "
+                        f"(max itemID + 1)")
+    if shape[1] == 0:
+        raise DataError(f"{path}: features have 0 columns")
+
+
+def _check_npy_header(path: Path, size: int, n_items: int) -> None:
+    """Shape and dtype from the .npy header, checked against the item count and the file's size."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # the zip signature
+                raise DataError(f"{path}: an .npz archive, expected a single .npy array of shape [n_items, dim]")
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise DataError(f"{path}: not a plain numeric .npy array ({e})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: not a plain numeric .npy array (it holds Python objects, which are never unpickled)")
+    _check_feature_shape(path, shape, dtype, n_items)
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size < expected:
+        raise DataError(f"{path}: the header declares shape {shape} ({expected} bytes) but the file has only "
+                        f"{size} bytes; it is truncated or damaged")

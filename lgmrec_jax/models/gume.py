@@ -15,7 +15,6 @@ of `apply`/`loss` is therefore unused. The kNN graphs are built once from the in
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import NamedTuple
@@ -28,28 +27,12 @@ from lgmrec_jax import losses
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, from_coo, normalized_adjacency
 from lgmrec_jax.graph.knn import knn_graph, semantic_neighbours
+from lgmrec_jax.models.hyperparams import GUMEConfig as Config
 from lgmrec_jax.models.lightgcn import layer_mean
 
 # The feature tables live in params (fine-tuned copies), so the trainer need not place a second, frozen copy of
 # them on the device (about 1 GB at Electronics scale).
 READS_FEATURE_INPUTS = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Names as GUME's yaml; defaults are the common values plus the Baby block (the one active in the repo)."""
-
-    embedding_size: int = 64
-    n_ui_layers: int = 3  # LightGCN layers for the extended ID and extended interest encoders
-    n_layers: int = 2  # kNN propagation steps for the explicit interaction features
-    knn_k: int = 10
-    reg_weight_1: float = 1e-5
-    reg_weight_2: float = 0.1
-    bm_loss: float = 0.01
-    bm_temp: float = 0.4
-    um_loss: float = 0.01
-    um_temp: float = 0.1
-    vt_loss: float = 0.1
 
 
 PERTURBATION_SCALE = 0.1  # cal_noise_loss: x + sign(x) ⊙ normalize(ε) · 0.1

@@ -44,7 +44,6 @@ R X V. Further modalities, and a single one, are unaffected.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import flax.struct
@@ -55,27 +54,9 @@ from lgmrec_jax import losses, precision
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, interaction_matrix, normalized_adjacency
 from lgmrec_jax.graph.adjacency import user_degree
+from lgmrec_jax.models.hyperparams import LGMRecConfig as Config
+from lgmrec_jax.models.hyperparams import validate_lgmrec as validate  # noqa: F401 (the model's check)
 from lgmrec_jax.models.lightgcn import layer_mean
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    embedding_size: int = 64
-    feat_embed_dim: int = 64  # must equal embedding_size when MGE is used: E_cge + E_mge is a sum
-    n_ui_layers: int = 2  # L, CGE layers
-    n_mm_layers: int = 2  # K, MGE layers (0 = unpropagated features)
-    n_hyper_layer: int = 1  # H, HGNN layers (≥ 1)
-    hyper_num: int = 4  # A, hyperedges per modality
-    keep_rate: float = 0.5  # dropout keep probability on the hyperedge matrices
-    alpha: float = 0.3
-    cl_weight: float = 1e-4
-    reg_weight: float = 1e-6
-    tau: float = 0.2  # Gumbel-softmax AND InfoNCE temperature (one constant in the official code)
-    use_cge: bool = True
-    use_mge: bool = True
-    use_ghe: bool = True
-    use_hcl: bool = True
-    user_hyper_fix: bool = True
 
 
 @flax.struct.dataclass
@@ -87,23 +68,6 @@ class Graphs:
     inter: SparseMatrix  # R, U×I binary training interactions
     inv_user_degree: jax.Array  # [U] 1/(deg_u + 1e-7) as the official num_inters: mean pooling over a user's items
     modalities: tuple[str, ...] = flax.struct.field(pytree_node=False)
-
-
-def validate(cfg: Config, modalities: tuple[str, ...]) -> None:
-    """Rejects settings the model cannot run, naming the offending key."""
-    if cfg.n_hyper_layer < 1:
-        raise ValueError(f"lgmrec: n_hyper_layer must be ≥ 1, got {cfg.n_hyper_layer}")
-    if min(cfg.n_ui_layers, cfg.n_mm_layers) < 0 or cfg.hyper_num < 1:
-        raise ValueError("lgmrec: n_ui_layers and n_mm_layers must be ≥ 0 and hyper_num ≥ 1")
-    if not 0.0 < cfg.keep_rate <= 1.0:
-        raise ValueError(f"lgmrec: keep_rate must be in (0, 1], got {cfg.keep_rate}")
-    if cfg.tau <= 0:
-        raise ValueError(f"lgmrec: tau must be positive, got {cfg.tau}")
-    if modalities and cfg.use_mge and cfg.feat_embed_dim != cfg.embedding_size:
-        raise ValueError(f"lgmrec: feat_embed_dim ({cfg.feat_embed_dim}) must equal embedding_size "
-                         f"({cfg.embedding_size}) because E_cge and E_mge are added")
-    if not cfg.use_cge and (not modalities or not (cfg.use_mge or cfg.use_ghe)):
-        raise ValueError("lgmrec: use_cge=False leaves no embedding (needs modalities and use_mge or use_ghe)")
 
 
 def build_graphs(data: Dataset, cfg: Config, backend: str, cache_dir=None) -> Graphs:

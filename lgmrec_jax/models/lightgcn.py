@@ -6,24 +6,16 @@ the sanity baseline trained with BPR plus LGMRec's batch-embedding regulariser.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
 from lgmrec_jax import losses
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, normalized_adjacency
+from lgmrec_jax.models.hyperparams import LightGCNConfig as Config
 
 # ID embeddings only: the trainer need not place the dataset's feature tables on the device.
 READS_FEATURE_INPUTS = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    embedding_size: int = 64
-    n_ui_layers: int = 2
-    reg_weight: float = 1e-6
 
 
 def layer_mean(adj: SparseMatrix, ego: jax.Array, n_layers: int) -> jax.Array:

@@ -8,6 +8,7 @@ import pytest
 
 from data_prep import manifest as manifest_lib
 from data_prep.writer import write_mmrec_dataset
+from lgmrec_jax.errors import InputError
 
 
 def _columns(n_users=4, n_items=3):
@@ -121,15 +122,42 @@ def test_crash_mid_write_keeps_previous_folder_intact(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     _fail_on_second_save(monkeypatch)
     with pytest.raises(OSError, match="simulated"):
-        _write(tmp_path / "toy", ratings=np.full(12, 1.0))
+        _write(tmp_path / "toy", ratings=np.full(12, 1.0), replace=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
     manifest_lib.verify_manifest(out)
 
 
-def test_rewrite_replaces_folder_whole(tmp_path):
+def test_rewrite_with_replace_replaces_its_own_folder_whole(tmp_path):
     out = _write(tmp_path / "toy")
-    (out / "stale_feat.npy").write_bytes(b"old")
-    _write(tmp_path / "toy", features={"text": np.zeros((3, 2))})
+    _write(tmp_path / "toy", features={"text": np.zeros((3, 2))}, replace=True)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "text_feat.npy", "toy.inter"]
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
+
+
+def _tree(path):
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_existing_output_is_refused_before_anything_is_written(tmp_path):
+    out = _write(tmp_path / "toy")
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match="pass --replace"):  # its own output: only with the flag
+        _write(tmp_path / "toy", features={"text": np.zeros((3, 2))})
+    (out / "notes.txt").write_text("mine")
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match=r"does not list \(notes.txt\)"):  # a user's file: never, flag or not
+        _write(tmp_path / "toy", replace=True)
+    assert _tree(tmp_path) == before
+    download = tmp_path / "mmrec"  # a folder without a manifest (e.g. MMRec's published files)
+    download.mkdir()
+    (download / "mmrec.inter").write_text("userID\titemID\tx_label\n")
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match="not written by data_prep"):
+        _write(download, replace=True)
+    (tmp_path / "a_file").write_bytes(b"keep")
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match="not a folder"):
+        _write(tmp_path / "a_file", replace=True)
+    assert _tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "mmrec", "toy"]  # no dotted leftovers
