@@ -164,14 +164,15 @@ def table_block(rows: list[dict], args) -> str:
 
 
 def write_block(path: Path, block: str) -> None:
+    """Replaces this command's own generated block of BENCHMARKS.md (between its markers); the rest stays."""
+    from lgmrec_jax import atomic
+
     text = path.read_text()
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1:]
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic.write_text(path, text)  # the project's write rule: complete or not at all
 
 
 def parse_args(argv):
