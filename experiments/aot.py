@@ -23,6 +23,7 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -46,9 +47,12 @@ def render(rows: list[dict]) -> list[str]:
     for r in rows:
         head = f"| {r['model']} | {r['dataset']} | {r['target']} | {r['program']} | {r.get('backend', '—')} "
         if r.get("error"):
-            verdict = "**no** (compiler: out of memory)" if r.get("fits") is False else "does not compile"
-            out.append(head + f"| — | — | {verdict}: `{r['error'][:160]}` | {fmt(r.get('compile_s'), 0)} "
-                              "| — | — | — | — |")
+            oom = re.search(r"required for (.*?) \(([\d.]+\w)\) exceeds available HBM \(([\d.]+\w)\)", r["error"])
+            if oom:
+                verdict = f"**no**: compiler out of memory, {oom.group(1)} {oom.group(2)} > {oom.group(3)}"
+            else:
+                verdict = f"does not compile: `{r['error'][:160]}`"
+            out.append(head + f"| — | — | {verdict} | {fmt(r.get('compile_s'), 0)} | — | — | — | — |")
             continue
         c = r.get("census", {})
         ops = " / ".join(str(c.get(k, 0)) for k in ("gather", "scatter", "sort", "while"))
@@ -145,8 +149,10 @@ def table_block(rows: list[dict], args) -> str:
     gpu = [r for r in rows if r["target"].startswith("h100")]
     lines = [BEGIN, "", "### TPU compiler: what each program needs per chip, by the target's own compiler", "",
              f"`python -m experiments.aot table --write` (`make aot-table`); jax {jax.__version__}, jaxlib "
-             f"{jaxlib.__version__}, libtpu {libtpu}, compiled on this {os.cpu_count()}-core CPU machine "
-             f"(load {os.getloadavg()[0]:.1f} at the end). Settings: each dataset's own "
+             f"{jaxlib.__version__}, libtpu {libtpu}, compiled on this {os.cpu_count()}-core CPU machine"
+             + (" (rows merged from earlier --json runs; compile seconds move 2× with the machine's load, read "
+                "them within a row group)" if args.from_json else f" (load {os.getloadavg()[0]:.1f} at the end)")
+             + ". Settings: each dataset's own "
              f"(synthetic-X → X, 10x-elec → elec), {'overrides ' + ' '.join(args.set) if args.set else 'no overrides'}"
              ". Peak = arguments + outputs + temporaries − donated (aliased) bytes; usable = what the compiler lets a "
              "program use (read from its own out-of-memory message). FLOPs and bytes are the TPU cost model's, per "
