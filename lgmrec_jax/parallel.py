@@ -185,6 +185,10 @@ class Placement:
     def _is_node(self, x) -> bool:
         return self.split and np.ndim(x) >= 1 and np.shape(x)[0] in self.node_counts
 
+    def _put(self, x, sharding: NamedSharding):
+        """One host array placed with `sharding`, or (abstract) its shape with that sharding."""
+        return abstract(x, sharding) if self.abstract else put(x, sharding)
+
     def replicate(self, tree):
         """Every array of `tree` on every device of the mesh (abstract: its shape with that sharding)."""
         if self.abstract:
@@ -199,7 +203,7 @@ class Placement:
 
         def one(x):
             if not self._is_node(x):
-                return abstract(x, replicated(self.mesh)) if self.abstract else put(x, replicated(self.mesh))
+                return self._put(x, replicated(self.mesh))
             rows = np.shape(x)[0]
             if self.abstract:
                 value = jax.ShapeDtypeStruct((self.padded_rows(rows),) + tuple(np.shape(x)[1:]), x.dtype,
@@ -226,13 +230,13 @@ class Placement:
         """Graph pytrees: sparse matrices in row blocks over the mesh, every other array replicated."""
         if not self.split:
             return self.replicate(graphs)
-        rows = (lambda a: abstract(a, self.rows_sharding())) if self.abstract else (
-            lambda a: put(a, self.rows_sharding()))
+        def rows(a):
+            return self._put(a, self.rows_sharding())
 
         def one(x):
             if isinstance(x, SparseMatrix):
                 blocked = partitioned.partition(x, self.mesh, DATA_AXIS)  # on the host, also when abstract
                 return blocked.replace(fwd=jax.tree.map(rows, blocked.fwd), bwd=jax.tree.map(rows, blocked.bwd))
-            return abstract(x, replicated(self.mesh)) if self.abstract else put(x, replicated(self.mesh))
+            return self._put(x, replicated(self.mesh))
 
         return jax.tree.map(one, graphs, is_leaf=lambda x: isinstance(x, SparseMatrix))

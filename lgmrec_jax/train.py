@@ -234,8 +234,7 @@ class Trainer:
                                                                 key, start, n_steps=1),
                     "embed": self.embed.lower(state.params, self.graphs, self.feats, key)}
         rows = self.placement.rows_sharding() if self.placement.split else replicated
-        users, items = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rows)
-                        for x in jax.eval_shape(self.embed, state.params, self.graphs, self.feats, key))
+        users, items = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rows) for x in programs["embed"].out_info)
         programs["eval_batch"] = self.valid_eval.lower_batch(users, items)
         return programs
 
