@@ -3,7 +3,8 @@
 Layers, later wins (as MMRec's overall → dataset → model precedence, but typed and checked):
   1. dataclass defaults (TrainConfig below, the model module's `Config`)
   2. experiments/configs/<model>/default.toml
-  3. experiments/configs/<model>/<dataset>.toml
+  3. experiments/configs/<model>/<dataset>.toml (a synthetic scale reads the file of the dataset it imitates:
+     `synthetic-clothing` → clothing.toml, `10x-elec` → elec.toml; see `settings_of`)
   4. an explicit --config file
   5. command-line overrides such as `model.alpha=0.3` or `train.learning_rate=5e-4`
 
@@ -83,13 +84,31 @@ class RunConfig:
         return _apply(self, _nest(overrides, source), source)
 
 
+# Scales named otherwise than `synthetic-<dataset>` that imitate a dataset (lgmrec_jax/aot/scales.py).
+SETTINGS_OF = {"10x-elec": "elec"}
+
+
+def settings_of(dataset: str) -> str:
+    """The dataset whose config file applies: a synthetic scale takes the settings of the data it imitates, so a
+    row "at Clothing size" runs Clothing's model (64 hyperedges, 2 hypergraph layers), not the defaults."""
+    if dataset in SETTINGS_OF:
+        return SETTINGS_OF[dataset]
+    return dataset.removeprefix("synthetic-")
+
+
+def settings_file(model_name: str, dataset: str) -> Path | None:
+    """The dataset-level config file `load_config` reads for this pair, or None (defaults only)."""
+    path = CONFIG_ROOT / model_name / f"{settings_of(dataset)}.toml"
+    return path if path.exists() else None
+
+
 def load_config(model_name: str, dataset: str, config_file: str | Path | None = None,
                 overrides: list[str] | tuple[str, ...] = (), available_devices: int | None = None) -> RunConfig:
     """The resolved, validated config. `available_devices` (len(jax.devices())) also checks train.devices."""
     model_config = _model_config_class(model_name, "--model")
     cfg = RunConfig(model_name=model_name, dataset=dataset, model=model_config(), train=TrainConfig())
-    for path in (CONFIG_ROOT / model_name / "default.toml", CONFIG_ROOT / model_name / f"{dataset}.toml"):
-        if path.exists():
+    for path in (CONFIG_ROOT / model_name / "default.toml", settings_file(model_name, dataset)):
+        if path is not None and path.exists():
             cfg = _apply(cfg, _read_toml(path), str(path))
     if config_file is not None:
         cfg = _apply(cfg, _read_toml(Path(config_file)), str(config_file))

@@ -58,6 +58,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from lgmrec_jax.graph import partitioned
 from lgmrec_jax.graph.sparse import SparseMatrix
+from lgmrec_jax.step_parts import part
 
 DATA_AXIS = "data"
 
@@ -137,7 +138,8 @@ def logical(tree):
         partitioned.remember_padded(table, x.value)
         return table
 
-    return jax.tree.map(one, tree, is_leaf=_is_padded)
+    with part("plumbing"):
+        return jax.tree.map(one, tree, is_leaf=_is_padded)
 
 
 def abstract(x, sharding: NamedSharding) -> jax.ShapeDtypeStruct:

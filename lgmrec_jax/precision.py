@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lgmrec_jax.config import FEATURE_DTYPES, MATMUL_PRECISIONS  # spelled out there: the config imports no JAX
+from lgmrec_jax.step_parts import part
 
 
 def matmul_precision(name: str):
@@ -38,6 +39,7 @@ def feature_table(features: np.ndarray, dtype: str) -> jax.Array:
     return jnp.asarray(features, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
 
 
+@part("projection")
 def project(x: jax.Array, w: jax.Array) -> jax.Array:
     """x @ w for a feature table x. A bfloat16 table is multiplied in bfloat16 with float32 accumulation and a float32
     result (rather than being upcast, which would materialize a float32 copy of the table in every step)."""

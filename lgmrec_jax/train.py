@@ -42,6 +42,7 @@ from lgmrec_jax.graph.sparse import resolve_backend
 from lgmrec_jax.models import get_model
 from lgmrec_jax.plots import plot_curves
 from lgmrec_jax.repro import record_resume, write_card
+from lgmrec_jax.step_parts import part
 
 EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
 SAMPLER_KEY_OFFSET = 1 << 31  # and the sampler's draws (permutation, negatives) apart from both
@@ -83,8 +84,9 @@ def make_train_step(model, model_cfg, optimizer):
             return model.loss(parallel.logical(params), graphs, parallel.logical(feats), batch, key, model_cfg)
 
         (loss, parts), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        with part("optimizer"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss, **parts}
 
     return train_step
@@ -120,13 +122,16 @@ def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32"
         def body(carry, i):
             state, sums = carry
             step = start + i
-            batch = sampler.batch_at(tables, order, step, jax.random.fold_in(epoch_key, step))
-            # The batch is computed identically on every device; the constraint splits the step's work over the
-            # mesh's data axis (the loss is a global-batch mean, so XLA all-reduces the gradient).
-            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+            with part("sampler"):
+                batch = sampler.batch_at(tables, order, step, jax.random.fold_in(epoch_key, step))
+            with part("plumbing"):
+                # The batch is computed identically on every device; the constraint splits the step's work over
+                # the mesh's data axis (the loss is a global-batch mean, so XLA all-reduces the gradient).
+                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
             state, parts = train_step(state, graphs, feats, batch)
             if state_sharding is not None:
-                state = jax.lax.with_sharding_constraint(state, state_sharding)
+                with part("plumbing"):
+                    state = jax.lax.with_sharding_constraint(state, state_sharding)
             return (state, jax.tree.map(jnp.add, sums, parts)), None
 
         with precision.matmul_precision(matmul_precision):

@@ -1,6 +1,6 @@
 import pytest
 
-from lgmrec_jax.config import ConfigError, from_dict, load_config, parse_overrides
+from lgmrec_jax.config import ConfigError, from_dict, load_config, parse_overrides, settings_of
 
 
 def test_defaults_and_overrides_are_typed():
@@ -134,3 +134,15 @@ def test_epoch_program_and_precision_keys_are_checked():
     assert "command line: train.feature_dtype = 'float16': must be one of float32, bfloat16" in lines
     cfg = load_config("lgmrec", "ml100k", overrides=["train.steps_per_program=4", "train.feature_dtype=bfloat16"])
     assert cfg.train.steps_per_program == 4 and cfg.train.feature_dtype == "bfloat16"
+
+
+def test_synthetic_scales_take_the_settings_of_the_data_they_imitate():
+    clothing = load_config("lgmrec", "synthetic-clothing")
+    assert (clothing.model.hyper_num, clothing.model.n_hyper_layer, clothing.model.keep_rate) == (64, 2, 0.2)
+    assert clothing.origins["model.hyper_num"].endswith("lgmrec/clothing.toml")
+    assert clothing.dataset == "synthetic-clothing"  # the run still names the data it trained on
+    assert load_config("gume", "synthetic-clothing").model.n_layers == 1
+    assert load_config("gume", "10x-elec").origins.get("model.n_layers", "").endswith("gume/elec.toml")
+    # A scale that imitates no dataset keeps the defaults.
+    assert load_config("lgmrec", "synthetic-tiny").model.hyper_num == 4
+    assert settings_of("synthetic-sports") == "sports" and settings_of("baby") == "baby"

@@ -40,7 +40,7 @@ CENSUS = ("fusion", "gather", "scatter", "sort", "while", "all-gather", "all-red
 
 def trainer_for(model: str, data: Dataset, mesh: jax.sharding.Mesh, overrides=()) -> Trainer:
     """The abstract trainer of `model` on `data` for the devices of `mesh`, with the dataset's own settings."""
-    cfg = load_config(model, scales.settings_of(data.name), overrides=["train.checkpoint_every=0", *overrides])
+    cfg = load_config(model, data.name, overrides=["train.checkpoint_every=0", *overrides])
     mod = get_model(model)
     backend = resolve_backend(cfg.train.backend, mesh.devices.flat[0].platform)
     graphs = scales.graphs_for(model, mod, data, cfg, backend, cache_dir=Path(cfg.train.cache_dir))

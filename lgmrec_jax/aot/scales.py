@@ -27,8 +27,6 @@ WIDTHS = {"image": 4096, "text": 384}  # Amazon image (CNN) and text (MiniLM) fe
 # ~10× Amazon Electronics (192,403 users, 63,001 items, 1,689,188 interactions; SPEC §5.1).
 COUNT_SCALES = {"10x-elec": (2_000_000, 630_000, 17_000_000)}
 MAX_USER_DEGREE = 1000
-# Which dataset's settings (experiments/configs/<model>/<name>.toml) a scale takes.
-SETTINGS_OF = {"10x-elec": "elec"}
 
 
 def resolve(name: str, data_dir: str = "data") -> Dataset:
@@ -39,13 +37,6 @@ def resolve(name: str, data_dir: str = "data") -> Dataset:
     if counts is None:
         return load_dataset(name, data_dir)
     return from_counts(name, *counts)
-
-
-def settings_of(name: str) -> str:
-    """The dataset name whose config files apply: a synthetic scale takes the settings of the data it imitates."""
-    if name in SETTINGS_OF:
-        return SETTINGS_OF[name]
-    return name.removeprefix("synthetic-") if name.startswith("synthetic-") else name
 
 
 def from_counts(name: str, n_users: int, n_items: int, n_train: int, seed: int = 0) -> Dataset:

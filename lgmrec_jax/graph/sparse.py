@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse as jsparse
 
+from lgmrec_jax.step_parts import part
+
 Backend = Literal["bcoo", "bcsr", "segment_sum"]
 BACKENDS: tuple[str, ...] = ("bcoo", "bcsr", "segment_sum")
 
@@ -104,18 +106,20 @@ class SparseMatrix:
     def join(self, users: jax.Array, items: jax.Array) -> jax.Array:
         """The operand of a node adjacency from its user [U, ...] and item [I, ...] rows."""
         self._check_nodes(users, items)
-        if self.node_layout:
-            from lgmrec_jax.graph import partitioned  # it builds on this module
-            return partitioned.join(self.blocks, users, items)
-        return jnp.concatenate([users, items], axis=0)
+        with part("plumbing"):
+            if self.node_layout:
+                from lgmrec_jax.graph import partitioned  # it builds on this module
+                return partitioned.join(self.blocks, users, items)
+            return jnp.concatenate([users, items], axis=0)
 
     def split(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(user rows [U, ...], item rows [I, ...]) of a node adjacency's operand or result."""
         self._check_nodes()
-        if self.node_layout:
-            from lgmrec_jax.graph import partitioned
-            return partitioned.split(self.blocks, self.nodes, x)
-        return x[:self.nodes[0]], x[self.nodes[0]:]
+        with part("plumbing"):
+            if self.node_layout:
+                from lgmrec_jax.graph import partitioned
+                return partitioned.split(self.blocks, self.nodes, x)
+            return x[:self.nodes[0]], x[self.nodes[0]:]
 
     def _check_nodes(self, users=None, items=None) -> None:
         if self.nodes is None:
@@ -214,6 +218,11 @@ def from_coo(rows, cols, vals, shape: tuple[int, int], backend: str = "bcoo") ->
 
 def spmm(mat: SparseMatrix, x: jax.Array) -> jax.Array:
     """`mat @ x` for a dense [cols, d] (or [cols]) operand with the matrix's backend."""
+    with part("propagation"):
+        return _spmm(mat, x)
+
+
+def _spmm(mat: SparseMatrix, x: jax.Array) -> jax.Array:
     if x.shape[0] != mat.operand_rows:
         layout = " in the blocked node layout (build it with join)" if mat.node_layout else ""
         raise ValueError(f"sparse matmul shape mismatch: matrix {mat.shape}{layout} @ operand {x.shape}")

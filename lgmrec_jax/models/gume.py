@@ -29,6 +29,7 @@ from lgmrec_jax.graph import SparseMatrix, from_coo, normalized_adjacency
 from lgmrec_jax.graph.knn import knn_graph, semantic_neighbours
 from lgmrec_jax.models.hyperparams import GUMEConfig as Config
 from lgmrec_jax.models.lightgcn import layer_mean
+from lgmrec_jax.step_parts import part
 
 # The feature tables live in params (fine-tuned copies), so the trainer need not place a second, frozen copy of
 # them on the device (about 1 GB at Electronics scale).
@@ -138,6 +139,7 @@ def linear(p: dict, x: jax.Array) -> jax.Array:
     return y + p["bias"] if "bias" in p else y
 
 
+@part("projection")
 def space_trans(p: dict, feats: jax.Array) -> jax.Array:
     """Linear(F→d) → Linear(d→d) → Sigmoid: no nonlinearity between the two linears, as in the official code."""
     return jax.nn.sigmoid(linear(p["trans"], linear(p["reduce"], feats)))
@@ -148,6 +150,7 @@ def coarse_logit(p: dict, x: jax.Array) -> jax.Array:
     return linear(p["out"], jnp.tanh(linear(p["hidden"], x)))
 
 
+@part("propagation")
 def propagate(graph: SparseMatrix, x: jax.Array, n_layers: int) -> jax.Array:
     """graph^n_layers @ x, keeping only the last layer (conv_ii)."""
     for _ in range(n_layers):
@@ -183,6 +186,7 @@ def forward(params: dict, graphs: dict, cfg: Config) -> Forward:
                    extended_interest=extended_interest, explicit=explicit)
 
 
+@part("separation")
 def separate_and_integrate(params: dict, explicit: tuple[jax.Array, ...], extended_id: jax.Array,
                            mods: list[str]) -> jax.Array:
     """Attribute separation (SPEC §4.3 step 5): coarse common part C, behaviour-gated specific parts F^m, Z."""
@@ -205,6 +209,7 @@ def apply(params: dict, graphs: dict, feats: dict, key: jax.Array, train: bool, 
 # Loss (SPEC §4.4).
 
 
+@part("noise")
 def perturbation_noise(key: jax.Array, users: jax.Array, dim: int) -> jax.Array:
     """ε ~ U[0, 1) of shape [4, len(users), d] for the given user ids: two views for Z_U (noise_loss_1), then two
     for Q_U (noise_loss_2).
@@ -240,11 +245,12 @@ def loss_with_noise(params: dict, graphs: dict, batch: dict, noise: jax.Array, c
     def pos_items_of(x):
         return x[n_users:][pos]
 
-    e_u, e_p, e_n = users_of(fw.final), pos_items_of(fw.final), fw.final[n_users:][neg]
-    bpr = losses.bpr_loss(e_u, e_p, e_n, mask)
-    reg1 = cfg.reg_weight_1 * half_squared_norm(mask, e_u, e_p, e_n) / padded_batch
-
-    vt = cfg.vt_loss * internal_alignment(fw.explicit)
+    with part("bpr_reg"):
+        e_u, e_p, e_n = users_of(fw.final), pos_items_of(fw.final), fw.final[n_users:][neg]
+        bpr = losses.bpr_loss(e_u, e_p, e_n, mask)
+        reg1 = cfg.reg_weight_1 * half_squared_norm(mask, e_u, e_p, e_n) / padded_batch
+        vt = cfg.vt_loss * internal_alignment(fw.explicit)
+        reg2 = cfg.reg_weight_2 * half_squared_norm(mask, pos_items_of(fw.extended_interest)) / padded_batch
     z_u = users_of(fw.integration)
     bm = cfg.bm_loss * (in_batch_info_nce(z_u, users_of(fw.extended_id), cfg.bm_temp, mask)
                         + in_batch_info_nce(pos_items_of(fw.integration), pos_items_of(fw.extended_id),
@@ -258,7 +264,6 @@ def loss_with_noise(params: dict, graphs: dict, batch: dict, noise: jax.Array, c
     noise_q = in_batch_info_nce(perturb(q_u, noise[2]), perturb(q_u, noise[3]), cfg.um_temp, mask)
     um = cfg.um_loss * (contrast + noise_z + noise_q)
 
-    reg2 = cfg.reg_weight_2 * half_squared_norm(mask, pos_items_of(fw.extended_interest)) / padded_batch
     total = bpr + vt + bm + um + reg1 + reg2
     return total, {"bpr": bpr, "vt": vt, "bm": bm, "um": um, "reg1": reg1, "reg2": reg2}
 
@@ -278,6 +283,7 @@ def internal_alignment(explicit: tuple[jax.Array, ...]) -> jax.Array:
     return sum(jnp.abs(va - vb) + jnp.abs(ma - mb) for (va, ma), (vb, mb) in pairs) / len(pairs)
 
 
+@part("contrastive")
 def in_batch_info_nce(view1: jax.Array, view2: jax.Array, temperature: float, mask: jax.Array) -> jax.Array:
     """−mean_b log(exp(⟨â_b, b̂_b⟩/τ) / Σ_{b'} exp(⟨â_b, b̂_{b'}⟩/τ)) over real rows b and real columns b'.
 

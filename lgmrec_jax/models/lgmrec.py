@@ -57,6 +57,7 @@ from lgmrec_jax.graph.adjacency import user_degree
 from lgmrec_jax.models.hyperparams import LGMRecConfig as Config
 from lgmrec_jax.models.hyperparams import validate_lgmrec as validate  # noqa: F401 (the model's check)
 from lgmrec_jax.models.lightgcn import layer_mean
+from lgmrec_jax.step_parts import part
 
 
 @flax.struct.dataclass
@@ -104,6 +105,7 @@ def init(key: jax.Array, cfg: Config, data: Dataset) -> dict:
 # Randomness
 
 
+@part("noise")
 def sample_noise(key: jax.Array, n_users: int, n_items: int, modalities: tuple[str, ...], train: bool,
                  cfg: Config) -> dict:
     """Every random draw of one forward pass.
@@ -137,6 +139,7 @@ def cge(params: dict, graphs: Graphs, cfg: Config) -> jax.Array:
     return layer_mean(graphs.adj, ego, cfg.n_ui_layers)
 
 
+@part("propagation")
 def modality_graph_embedding(graphs: Graphs, x: jax.Array, w: jax.Array, n_layers: int) -> jax.Array:
     """One modality's MGE [N, d_f]: Â^K [R(XW) / deg_u ; XW], the last layer only (not a layer mean)."""
     item_feats = precision.project(x, w)
@@ -150,9 +153,10 @@ def modality_graph_embedding(graphs: Graphs, x: jax.Array, w: jax.Array, n_layer
 
 def mge(params: dict, graphs: Graphs, feats: dict, cfg: Config) -> jax.Array:
     """E_mge [N, d_f]: sum over modalities of the row-normalized modality embeddings."""
-    return sum(losses.l2_normalize(
-        modality_graph_embedding(graphs, feats[m], params["item_trs"][m], cfg.n_mm_layers))
-        for m in graphs.modalities)
+    embeddings = [modality_graph_embedding(graphs, feats[m], params["item_trs"][m], cfg.n_mm_layers)
+                  for m in graphs.modalities]
+    with part("bpr_reg"):  # the fusion of the branches
+        return sum(losses.l2_normalize(e) for e in embeddings)
 
 
 def gumbel_softmax(logits: jax.Array, gumbel: jax.Array, tau: float) -> jax.Array:
@@ -198,6 +202,7 @@ def hgnn(h_item: jax.Array, h_user: jax.Array, z_item: jax.Array, n_layers: int)
     return z_user, z_item
 
 
+@part("hypergraph")
 def ghe(params: dict, graphs: Graphs, feats: dict, noise: dict, item_input: jax.Array, cfg: Config) -> dict:
     """Per modality, the hypergraph outputs {"user": {m: [U, d]}, "item": {m: [I, d]}}."""
     h_item, h_user = hyperedge_memberships(params, graphs, feats, noise, cfg)
@@ -226,8 +231,11 @@ def forward(params: dict, graphs: Graphs, feats: dict, noise: dict, cfg: Config)
         item_input = adj.split(e_cge)[1] if cfg.use_cge else params["item_id_embedding"]
         hyper = ghe(params, graphs, feats, noise, item_input, cfg)
         e_ghe = sum(adj.join(hyper["user"][m], hyper["item"][m]) for m in graphs.modalities)
-        parts.append(cfg.alpha * losses.l2_normalize(e_ghe))
-    return *adj.split(sum(parts)), {"hyper": hyper}
+        with part("bpr_reg"):
+            parts.append(cfg.alpha * losses.l2_normalize(e_ghe))
+    with part("bpr_reg"):
+        fused = sum(parts)
+    return *adj.split(fused), {"hyper": hyper}
 
 
 def apply(params: dict, graphs: Graphs, feats: dict, key: jax.Array, train: bool, cfg: Config):
@@ -252,6 +260,7 @@ def infonce_sum(anchor: jax.Array, positive: jax.Array, candidates: jax.Array, m
     return jnp.sum((total - pos) * mask)
 
 
+@part("contrastive")
 def hcl_loss(hyper: dict, modalities: tuple[str, ...], batch: dict, tau: float) -> jax.Array:
     """Σ over ordered modality pairs (a before b) of user (batch users vs all users) and item (positives vs all
     items) InfoNCE in the direction a → b. Repeated users of a batch count once per occurrence."""
@@ -268,10 +277,11 @@ def hcl_loss(hyper: dict, modalities: tuple[str, ...], batch: dict, tau: float) 
 def loss_with_noise(params: dict, graphs: Graphs, feats: dict, batch: dict, noise: dict, cfg: Config):
     """The training loss for given noise: (scalar, {"bpr", "hcl", "reg"})."""
     users, items, aux = forward(params, graphs, feats, noise, cfg)
-    u, p, n = users[batch["users"]], items[batch["pos"]], items[batch["neg"]]
-    bpr = losses.bpr_loss(u, p, n, batch["mask"])
-    reg = losses.frobenius_reg(batch["mask"], u, p, n)
-    total = bpr + cfg.reg_weight * reg
+    with part("bpr_reg"):
+        u, p, n = users[batch["users"]], items[batch["pos"]], items[batch["neg"]]
+        bpr = losses.bpr_loss(u, p, n, batch["mask"])
+        reg = losses.frobenius_reg(batch["mask"], u, p, n)
+        total = bpr + cfg.reg_weight * reg
     hcl = jnp.zeros((), jnp.float32)
     if cfg.use_hcl and aux["hyper"] is not None:
         hcl = hcl_loss(aux["hyper"], graphs.modalities, batch, cfg.tau)

@@ -13,11 +13,13 @@ from lgmrec_jax import losses
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, normalized_adjacency
 from lgmrec_jax.models.hyperparams import LightGCNConfig as Config
+from lgmrec_jax.step_parts import part
 
 # ID embeddings only: the trainer need not place the dataset's feature tables on the device.
 READS_FEATURE_INPUTS = False
 
 
+@part("propagation")
 def layer_mean(adj: SparseMatrix, ego: jax.Array, n_layers: int) -> jax.Array:
     """mean(E⁰, ÂE⁰, …, Â^L E⁰): L+1 terms, layer 0 included. `ego` is `adj.join(users, items)`."""
     total, layer = ego, ego
@@ -50,7 +52,8 @@ def apply(params: dict, graphs: dict, feats: dict, key: jax.Array, train: bool, 
 
 def loss(params: dict, graphs: dict, feats: dict, batch: dict, key: jax.Array, cfg: Config):
     users, items, _ = apply(params, graphs, feats, key, True, cfg)
-    u, p, n = users[batch["users"]], items[batch["pos"]], items[batch["neg"]]
-    bpr = losses.bpr_loss(u, p, n, batch["mask"])
-    reg = losses.frobenius_reg(batch["mask"], u, p, n)
+    with part("bpr_reg"):
+        u, p, n = users[batch["users"]], items[batch["pos"]], items[batch["neg"]]
+        bpr = losses.bpr_loss(u, p, n, batch["mask"])
+        reg = losses.frobenius_reg(batch["mask"], u, p, n)
     return bpr + cfg.reg_weight * reg, {"bpr": bpr, "reg": reg}
