@@ -30,6 +30,9 @@ DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16"
                "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 TRANSCENDENTAL = {"exponential", "log", "log-plus-one", "exponential-minus-one", "tanh", "logistic", "rsqrt",
                   "sqrt", "power", "cbrt", "sine", "cosine"}
+# Executed as library calls that the CPU runtime completes asynchronously: the profiler's event of such an
+# instruction covers its launch only, so the step account times these on their own (experiments/step_account.py).
+ASYNC = {"dot", "convolution", "custom-call"}
 # Instructions that move no data and run no code of their own.
 FREE = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all", "partition-id", "replica-id"}
 CSR_TARGET = "cpu_csr_sparse_dense_ffi"
@@ -64,6 +67,11 @@ class Cost:
     name: str
     part: str  # a step_parts.PARTS name, or "other"
     backward: bool  # traced under transpose(...): the gradient pass
+    asynchronous: bool  # a library call (Eigen dot, FFI custom call) whose thunk returns before the work is done
+    # For an asynchronous instruction, what it computes, so that it can be timed on its own (step_account.py):
+    # ("dot", lhs shape, rhs shape, lhs contracting, rhs contracting, lhs batch, rhs batch) or
+    # ("csr", nnz, output rows, operand rows, operand columns).
+    replay: tuple | None = None
     flops: float = 0.0  # dense matrix products
     sparse_flops: float = 0.0  # CSR products
     transcendentals: float = 0.0
@@ -160,6 +168,23 @@ def _own_work(instr: Instruction, computations: dict, shapes: dict, cost: Cost, 
             _inner_work(callee, computations, shapes, cost, seen)
 
 
+def _dims_attr(instr: Instruction, key: str) -> tuple[int, ...]:
+    found = re.search(key + r"=\{([\d,]*)\}", instr.attrs)
+    return tuple(int(d) for d in found.group(1).split(",") if d) if found else ()
+
+
+def _replay(instr: Instruction, shapes: dict[str, str]) -> tuple | None:
+    if instr.opcode == "dot" and len(instr.operands) == 2:
+        lhs, rhs = (tuple(dims_of(shapes[o])) for o in instr.operands)
+        return ("dot", lhs, rhs, _dims_attr(instr, "lhs_contracting_dims"), _dims_attr(instr, "rhs_contracting_dims"),
+                _dims_attr(instr, "lhs_batch_dims"), _dims_attr(instr, "rhs_batch_dims"))
+    if instr.opcode == "custom-call" and CSR_TARGET in instr.attrs and len(instr.operands) == 4:
+        nnz = shape_elements(shapes[instr.operands[0]])
+        operand = dims_of(shapes[instr.operands[3]])
+        return ("csr", nnz, dims_of(instr.shape)[0], operand[0], math.prod(operand[1:]) or 1)
+    return None
+
+
 def executed_instructions(text: str) -> list[Cost]:
     """The cost of every instruction executed as one unit: ENTRY's and its while bodies' (see module docstring)."""
     computations, entry = parse(text)
@@ -171,7 +196,8 @@ def executed_instructions(text: str) -> list[Cost]:
             if instr.opcode in FREE or instr.opcode == "while":
                 continue
             op_name = instr.op_name
-            cost = Cost(name=instr.name, part=part_of(op_name) or "other", backward="transpose(" in op_name)
+            cost = Cost(name=instr.name, part=part_of(op_name) or "other", backward="transpose(" in op_name,
+                        asynchronous=instr.opcode in ASYNC, replay=_replay(instr, shapes))
             cost.bytes = shape_bytes(instr.shape) + sum(shape_bytes(shapes.get(o, "")) for o in instr.operands)
             _own_work(instr, computations, shapes, cost, set())
             costs.append(cost)

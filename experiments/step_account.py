@@ -11,13 +11,16 @@ sampler, noise, projection, propagation, hypergraph, separation, contrastive, bp
 
 Per part: dense and sparse FLOPs, transcendentals, bytes, the measured milliseconds (profiler durations of its
 instructions, per step) and its floor on this machine, measured in the same process:
-  * each dense product at the rate of a plain row-major `(M, K) @ (K, N)` product of the same M, K, N, timed here;
-  * each transcendental at the rate of a large `exp`, timed here;
+  * each dense product at the rate of a row-major `(M, K) @ (K, N)` product of the same M, K, N, timed here (the
+    better of the plain product and the product summed over N in the same program);
+  * each transcendental at the rate of a large `exp` summed in the same program, timed here;
   * each CSR product by its bytes at the bandwidth of a large elementwise pass, timed here.
 Elementwise work, copies and layout changes have no floor of their own: on an ideal schedule they fuse into the
 products. The step's floor is the sum of the parts' floors; "time / floor" is what is left to remove.
-The step row is timed without the profiler (median of the same steps), and "in no instruction" is that time minus
-the instructions' sum: dispatch, gaps, and (when negative) instructions that ran at the same time.
+Time per instruction: its profiler events, except for the library calls that the CPU runtime runs asynchronously
+(large dots, CSR products: their events cover the launch only), which are timed on their own with the same shapes
+and matrices. The runtime overlaps instructions on its worker threads and the profiler costs time, so all are scaled
+by one factor to add up to the step timed without the profiler (median of `--steps` steps); the factor is shown.
 
 `--before REV` accounts a committed version too (extracted with `git archive` into a temporary directory; nothing
 in the repository is written), alternating the two versions' processes `--rounds` times, so that both see the same
@@ -31,6 +34,7 @@ import datetime
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,27 +72,70 @@ def machine_rates(dot_shapes, reps: int = 3) -> dict:
     for m, k, n in sorted(set(dot_shapes)):
         a = jax.random.normal(key, (m, k), jnp.float32)
         b = jax.random.normal(jax.random.fold_in(key, 1), (k, n), jnp.float32)
-        rates[f"{m},{k},{n}"] = 2.0 * m * k * n / best(lambda a, b: a @ b, a, b)
+        # The better of a plain product and one whose result is reduced in the same program: a product with a
+        # short contraction is bound by writing its result, which a fused consumer need not do.
+        seconds = min(best(lambda a, b: a @ b, a, b), best(lambda a, b: jnp.sum(a @ b, axis=1), a, b))
+        rates[f"{m},{k},{n}"] = 2.0 * m * k * n / seconds
         del a, b
     big = jax.random.normal(key, (1 << 25,), jnp.float32)  # 128 MiB
-    exp_per_s = big.size / best(jnp.exp, big)
+    exp_per_s = big.size / best(lambda x: jnp.sum(jnp.exp(x)), big)  # summed: the exponentials, not their writes
     bytes_per_s = 2 * big.nbytes / best(lambda x: x * 1.5 + 1.0, big)
     return {"matmul": rates, "exp_per_s": exp_per_s, "bytes_per_s": bytes_per_s}
 
 
-def trace_durations(trace_dir: Path, names: set[str]) -> dict[str, list[float]]:
-    """Seconds of each executed instruction per traced step: {name: [s, ...]} from the Perfetto trace."""
+def event_seconds(trace_dir: Path, names: set[str]) -> dict[str, float]:
+    """Mean seconds per traced step of each executed instruction's profiler events (Perfetto trace)."""
     files = sorted(trace_dir.glob("plugins/profile/*/perfetto_trace.json.gz"))
     with gzip.open(files[-1], "rt") as f:
         trace = json.load(f)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("ph") == "X" and e.get("name") == "step")
-    out: dict[str, list[float]] = {}
+    events = [e for e in (trace["traceEvents"] if isinstance(trace, dict) else trace) if e.get("ph") == "X"]
+    windows = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "step"]
+    out: dict[str, float] = {}
     for e in events:
-        if e.get("ph") != "X" or e.get("name") not in names:
+        if e.get("name") in names and any(lo <= e["ts"] <= hi for lo, hi in windows):
+            out[e["name"]] = out.get(e["name"], 0.0) + e.get("dur", 0) / 1e6 / max(len(windows), 1)
+    return out
+
+
+def replay_seconds(costs, graphs, reps: int = 3) -> dict[str, float]:
+    """Seconds of each asynchronous instruction run on its own with the same shapes, dimension numbers and (for a
+    CSR product) the same matrix of the model's graphs: the profiler sees only their launch (hlo_costs.ASYNC)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lgmrec_jax.graph import SparseMatrix
+
+    mats = [m for m in jax.tree.leaves(graphs, is_leaf=lambda x: isinstance(x, SparseMatrix))
+            if isinstance(m, SparseMatrix)]
+    csr = {(int(m.fwd.data.shape[0]), m.shape[0], m.shape[1]): m for m in mats}
+    csr.update({(int(m.bwd.data.shape[0]), m.shape[1], m.shape[0]): m.T for m in mats})
+    key = jax.random.PRNGKey(0)
+    timed: dict[tuple, float] = {}
+    out = {}
+    for c in costs:
+        if c.replay is None:
             continue
-        if any(lo <= e["ts"] <= hi for lo, hi in steps):
-            out.setdefault(e["name"], []).append(e.get("dur", 0) / 1e6)
+        if c.replay not in timed:
+            if c.replay[0] == "dot":
+                _, lhs, rhs, lc, rc, lb, rb = c.replay
+                fn = jax.jit(lambda a, b, d=((lc, rc), (lb, rb)): jax.lax.dot_general(a, b, d))
+                args = (jax.random.normal(key, lhs, jnp.float32), jax.random.normal(key, rhs, jnp.float32))
+            else:
+                _, nnz, rows, operand_rows, width = c.replay
+                mat = csr.get((nnz, rows, operand_rows))
+                if mat is None:
+                    continue
+                fn = jax.jit(lambda m, x: m @ x)
+                args = (mat, jax.random.normal(key, (operand_rows, width), jnp.float32))
+            jax.block_until_ready(fn(*args))
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times.append(time.perf_counter() - t0)
+            timed[c.replay] = float(np.median(times))
+        out[c.name] = timed[c.replay]
     return out
 
 
@@ -133,7 +180,11 @@ def account(model: str, scale: str, steps: int, epochs: bool) -> dict:
             for i in range(steps + 1, 2 * steps + 1):
                 with jax.profiler.TraceAnnotation("step"):
                     state = run(state, i)
-        durations = trace_durations(trace_dir, {c.name for c in costs})
+        measured = event_seconds(trace_dir, {c.name for c in costs})
+        measured.update(replay_seconds(costs, trainer.graphs))
+        # Instructions on the runtime's two worker threads overlap, and the profiler costs time: the parts are
+        # scaled together to add up to the step timed without it.
+        scale = float(np.median(wall)) / max(sum(measured.values()), 1e-9)
         epoch = None
         if epochs:
             n = trainer.steps_per_epoch
@@ -146,17 +197,17 @@ def account(model: str, scale: str, steps: int, epochs: bool) -> dict:
             t0 = time.perf_counter()
             trainer.evaluate(state.params, trainer.valid_eval, 1)
             epoch = {"epoch_s": epoch_s, "valid_s": time.perf_counter() - t0, "steps": n}
-        del state, step
+        del state
     rates = machine_rates([d for c in costs for d in c.dots])
     instructions = [{"name": c.name, "part": c.part, "backward": c.backward, "flops": c.flops,
                      "sparse_flops": c.sparse_flops, "transcendentals": c.transcendentals, "bytes": c.bytes,
-                     "dots": c.dots, "seconds": float(np.sum(durations.get(c.name, []))) / steps}
+                     "dots": c.dots, "seconds": scale * measured.get(c.name, 0.0)}
                     for c in costs]
     settings = settings_file(model, data.name)
     return {"model": model, "scale": scale, "dataset": data.name,
             "settings": str(settings.relative_to(ROOT)) if settings else "defaults",
             "n_users": data.n_users, "n_items": data.n_items, "n_train": int(len(data.train)),
-            "step_s": float(np.median(wall)), "compile_s": compile_s, "instructions": instructions,
+            "step_s": float(np.median(wall)), "scale": scale, "compile_s": compile_s, "instructions": instructions,
             "xla_flops": float(xla.get("flops", 0.0)), "xla_bytes": float(xla.get("bytes accessed", 0.0)),
             "rates": rates, "epoch": epoch, "jax": jax.__version__,
             "load": "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg()), "source": str(Path(hlo_costs.__file__).parent.parent)}
@@ -194,7 +245,8 @@ def median_result(results: list[dict]) -> dict:
     import numpy as np
 
     base = dict(results[0])
-    base["step_s"] = float(np.median([r["step_s"] for r in results]))
+    for key in ("step_s", "scale"):
+        base[key] = float(np.median([r[key] for r in results]))
     base["instructions"] = [dict(i, seconds=float(np.median([r["instructions"][j]["seconds"] for r in results])))
                             for j, i in enumerate(results[0]["instructions"])]
     base["rates"] = {"matmul": {k: float(np.median([r["rates"]["matmul"][k] for r in results]))
@@ -241,10 +293,6 @@ def render_pair(after: dict, before: dict | None) -> list[str]:
     cells += [fmt(summed_before * 1e3)] if before else []
     cells += [fmt(summed * 1e3), "", fmt(floor * 1e3), f"{summed / floor:.2f}"]
     lines.append("| " + " | ".join(cells) + " |")
-    gap = ["in no instruction", "", "", "", ""]
-    gap += [fmt((before["step_s"] - summed_before) * 1e3)] if before else []
-    gap += [fmt((after["step_s"] - summed) * 1e3), "", "", ""]
-    lines.append("| " + " | ".join(gap) + " |")
     step = ["**step (no profiler)**", "", "", "", ""]
     step += [f"**{before['step_s'] * 1e3:,.0f}**"] if before else []
     step += [f"**{after['step_s'] * 1e3:,.0f}**", "", f"**{floor * 1e3:,.0f}**",
@@ -252,7 +300,7 @@ def render_pair(after: dict, before: dict | None) -> list[str]:
     lines.append("| " + " | ".join(step) + " |")
     plumbing = parts_after["plumbing"]
     lines += ["", f"Plumbing on one device: {plumbing['count']} instructions, {plumbing['seconds'] * 1e3:.1f} ms "
-              f"per step. Compile {after['compile_s']:.1f} s; XLA's own cost analysis: "
+              f"per step. Measured instruction times × {after['scale']:.2f} add up to the step. Compile {after['compile_s']:.1f} s; XLA's own cost analysis: "
               f"{after['xla_flops'] / 1e9:.1f} GFLOP, {after['xla_bytes'] / 1e9:.2f} GB.", ""]
     return lines
 
@@ -309,9 +357,14 @@ def run_worker(tree: Path, model: str, scale: str, steps: int, epochs: bool) -> 
 
 
 def extract(rev: str, into: Path) -> Path:
-    """The tree of `rev` in `into` (git archive: the repository itself is only read)."""
+    """The tree of `rev` in `into` (git archive: the repository itself is only read), with this account's own code,
+    so that both versions are measured the same way (the old tree needs lgmrec_jax/step_parts.py's scopes)."""
     archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    if not (into / "lgmrec_jax" / "step_parts.py").exists():
+        raise SystemExit(f"--before {rev}: that revision has no lgmrec_jax/step_parts.py, so its step has no parts")
+    for name in ("step_account.py", "hlo_costs.py"):
+        shutil.copy2(ROOT / "experiments" / name, into / "experiments" / name)
     return into
 
 

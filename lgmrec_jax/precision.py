@@ -45,4 +45,25 @@ def project(x: jax.Array, w: jax.Array) -> jax.Array:
     result (rather than being upcast, which would materialize a float32 copy of the table in every step)."""
     if x.dtype == jnp.bfloat16:
         return jnp.matmul(x, w.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+    return _project(x, w)
+
+
+@jax.custom_vjp
+def _project(x: jax.Array, w: jax.Array) -> jax.Array:
     return x @ w
+
+
+def _project_fwd(x, w):
+    return x @ w, (x, w)
+
+
+def _project_bwd(residuals, dy):
+    """The weight gradient as (dyᵀ X)ᵀ, not Xᵀ dy: the contraction over the I item rows then reads the [I, 4096]
+    table row-major, which the CPU product kernels run 2-3x faster than its transpose at Clothing size; the barrier
+    keeps XLA from folding the transpose back into Xᵀ dy. The table's own gradient (dy Wᵀ) is dropped by XLA when,
+    as for frozen features, nothing uses it."""
+    x, w = residuals
+    return dy @ w.T, jax.lax.optimization_barrier(dy.T @ x).T
+
+
+_project.defvjp(_project_fwd, _project_bwd)

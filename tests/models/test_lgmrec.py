@@ -157,14 +157,14 @@ def test_no_modalities_falls_back_to_cge():
 def test_gumbel_memberships_are_distributions():
     data, batch, graphs, params, feats = setup(9, BASE)
     noise = lgmrec.sample_noise(jax.random.key(3), data.n_users, data.n_items, data.modalities, True, BASE)
-    item, user = lgmrec.hyperedge_memberships(params, graphs, feats, noise, BASE)
+    logits = lgmrec.feature_projections(params, feats, data.modalities, BASE)["hyper"]
+    item, user = lgmrec.hyperedge_memberships(graphs, logits, noise, BASE)
     for h in [*item.values(), *user.values()]:
         assert h.shape[1] == BASE.hyper_num
         assert np.all(np.asarray(h) >= 0)
         np.testing.assert_allclose(np.sum(h, axis=1), 1.0, atol=1e-6)
     # Pre-fix: the image slot holds the softmaxed text users, the text slot raw logits (rows not summing to 1).
-    item_b, user_b = lgmrec.hyperedge_memberships(params, graphs, feats, noise,
-                                                  dataclasses.replace(BASE, user_hyper_fix=False))
+    item_b, user_b = lgmrec.hyperedge_memberships(graphs, logits, noise, dataclasses.replace(BASE, user_hyper_fix=False))
     np.testing.assert_array_equal(user_b["image"], user["text"])
     assert not np.allclose(np.sum(user_b["text"], axis=1), 1.0)
 
