@@ -94,6 +94,7 @@ data: venv
 
 bench: venv
 	$(PY) -m experiments.bench $(ARGS)
+	$(PY) -m experiments.step_account $(STEP_ARGS)
 
 profile: venv
 	$(PY) -m experiments.profile --model $(MODEL) --dataset $(DATASET) $(ARGS)

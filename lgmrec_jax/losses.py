@@ -38,8 +38,10 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
-def similarity_logsumexp(anchors: jax.Array, candidates: jax.Array, tau: float) -> jax.Array:
-    """log Σ_j exp(⟨a_b, c_j⟩ / τ) for every anchor row b: the InfoNCE denominator over all candidates.
+def similarity_logsumexp(anchors: jax.Array, candidates: jax.Array, tau: float,
+                         candidate_mask: jax.Array | None = None) -> jax.Array:
+    """log Σ_j exp(⟨a_b, c_j⟩ / τ) for every anchor row b: the InfoNCE denominator over all candidates (over the
+    candidates with `candidate_mask` 1 when given, e.g. the real rows of a padded batch).
 
     For rows of norm ≤ 1 (l2-normalized), every score lies in [−1/τ, 1/τ], so the exponentials are taken with the
     fixed shift 1/τ instead of each row's maximum: equal to `logsumexp(a @ c.T / τ)` in exact arithmetic, and XLA
@@ -47,21 +49,25 @@ def similarity_logsumexp(anchors: jax.Array, candidates: jax.Array, tau: float) 
     by τ, maximum, shifted exponential). 1/τ is folded into the [B, d] anchors, not applied to the [B, C] scores.
     The exponentials [B, C] are saved for the gradient, as autodiff of logsumexp saves them: one exponential per
     score, no recomputation. Below τ = 2/80 the smallest score's exponential would underflow float32 against the
-    shift, so small temperatures take the row-maximum path.
+    shift, so small temperatures take the row-maximum path. A row whose candidates are all masked gets
+    log(tiny), finite, so that a padding row times its zero weight stays zero.
     """
+    mask = jnp.ones(candidates.shape[:1], candidates.dtype) if candidate_mask is None else candidate_mask
     if tau < 2.0 / 80.0:
-        return jax.nn.logsumexp(anchors @ candidates.T / tau, axis=-1)
-    return _shifted_logsumexp(anchors, candidates, tau)
+        scores = jnp.where(mask[None, :] > 0, anchors @ candidates.T / tau, -jnp.inf)
+        return jnp.maximum(jax.nn.logsumexp(scores, axis=-1), jnp.log(jnp.finfo(jnp.float32).tiny))
+    return _shifted_logsumexp(anchors, candidates, mask, tau)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _shifted_logsumexp(anchors, candidates, tau):
-    return _shifted_logsumexp_fwd(anchors, candidates, tau)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _shifted_logsumexp(anchors, candidates, mask, tau):
+    return _shifted_logsumexp_fwd(anchors, candidates, mask, tau)[0]
 
 
-def _shifted_logsumexp_fwd(anchors, candidates, tau):
-    exps = jnp.exp((anchors * (1.0 / tau)) @ candidates.T - 1.0 / tau)  # [B, C], each in [e^{-2/τ}, 1]
-    total = jnp.sum(exps, axis=-1)
+def _shifted_logsumexp_fwd(anchors, candidates, mask, tau):
+    # [B, C], each in [e^{-2/τ}, 1] for a real candidate, 0 for a masked one.
+    exps = jnp.exp((anchors * (1.0 / tau)) @ candidates.T - 1.0 / tau) * mask[None, :]
+    total = jnp.maximum(jnp.sum(exps, axis=-1), jnp.finfo(jnp.float32).tiny)
     return jnp.log(total) + 1.0 / tau, (anchors, candidates, exps, total)
 
 
@@ -75,7 +81,7 @@ def _shifted_logsumexp_bwd(tau, residuals, g):
     # which the CPU product kernels run about 1.7x faster at [2048, 39387]; the barrier keeps XLA from folding the
     # transpose back.
     d_candidates = jax.lax.optimization_barrier((coef * anchors).T @ exps).T
-    return d_anchors, d_candidates
+    return d_anchors, d_candidates, None
 
 
 _shifted_logsumexp.defvjp(_shifted_logsumexp_fwd, _shifted_logsumexp_bwd)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lgmrec_jax import losses
+from lgmrec_jax import losses, precision
 from lgmrec_jax.data import Dataset
 from lgmrec_jax.graph import SparseMatrix, from_coo, normalized_adjacency
 from lgmrec_jax.graph.knn import knn_graph, semantic_neighbours
@@ -37,9 +37,6 @@ READS_FEATURE_INPUTS = False
 
 
 PERTURBATION_SCALE = 0.1  # cal_noise_loss: x + sign(x) ⊙ normalize(ε) · 0.1
-# Logit given to padding columns of the in-batch InfoNCE. Real logits are bounded by 1/temperature, so exp() of this
-# is exactly 0 next to them; a finite value (not -inf) keeps gradients finite even for an all-padding batch.
-MASKED_LOGIT = -1e9
 
 
 class Forward(NamedTuple):
@@ -141,8 +138,12 @@ def linear(p: dict, x: jax.Array) -> jax.Array:
 
 @part("projection")
 def space_trans(p: dict, feats: jax.Array) -> jax.Array:
-    """Linear(F→d) → Linear(d→d) → Sigmoid: no nonlinearity between the two linears, as in the official code."""
-    return jax.nn.sigmoid(linear(p["trans"], linear(p["reduce"], feats)))
+    """Linear(F→d) → Linear(d→d) → Sigmoid: no nonlinearity between the two linears, as in the official code.
+
+    The first product goes through precision.project: its weight gradient then reads the [I, F] table row-major
+    (2-3x faster on CPU at Clothing size than autodiff's Fᵀ-major contraction); both gradients are the same sums."""
+    reduced = precision.project(feats, p["reduce"]["kernel"]) + p["reduce"]["bias"]
+    return jax.nn.sigmoid(linear(p["trans"], reduced))
 
 
 def coarse_logit(p: dict, x: jax.Array) -> jax.Array:
@@ -291,8 +292,8 @@ def in_batch_info_nce(view1: jax.Array, view2: jax.Array, temperature: float, ma
     """
     a, b = losses.l2_normalize(view1), losses.l2_normalize(view2)
     positive = jnp.sum(a * b, axis=-1) / temperature
-    logits = jnp.where(mask[None, :] > 0, (a @ b.T) / temperature, MASKED_LOGIT)
-    return losses.masked_mean(jax.nn.logsumexp(logits, axis=1) - positive, mask)
+    denominator = losses.similarity_logsumexp(a, b, temperature, candidate_mask=mask)  # unit rows (losses.py)
+    return losses.masked_mean(denominator - positive, mask)
 
 
 def perturb(x: jax.Array, eps: jax.Array) -> jax.Array:
