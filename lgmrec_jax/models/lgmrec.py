@@ -245,20 +245,22 @@ def forward(params: dict, graphs: Graphs, feats: dict, noise: dict, cfg: Config)
     e_cge = cge(params, graphs, cfg)
     if not graphs.modalities:
         return *adj.split(e_cge), {"hyper": None}
-    parts = [e_cge] if cfg.use_cge else []
+    # The branches are summed as separate user and item rows: the GHE outputs come as such, and joining them only to
+    # split the sum again would copy [N, d] twice (the rows are normalized one by one, so the result is the same).
+    branches = [adj.split(e_cge)] if cfg.use_cge else []
     projected = feature_projections(params, feats, graphs.modalities, cfg)
     if cfg.use_mge:
-        parts.append(mge(graphs, projected["mge"], cfg))
+        branches.append(adj.split(mge(graphs, projected["mge"], cfg)))
     hyper = None
     if cfg.use_ghe:
         item_input = adj.split(e_cge)[1] if cfg.use_cge else params["item_id_embedding"]
         hyper = ghe(graphs, projected["hyper"], noise, item_input, cfg)
-        e_ghe = sum(adj.join(hyper["user"][m], hyper["item"][m]) for m in graphs.modalities)
         with part("bpr_reg"):
-            parts.append(cfg.alpha * losses.l2_normalize(e_ghe))
+            branches.append(tuple(cfg.alpha * losses.l2_normalize(sum(hyper[side][m] for m in graphs.modalities))
+                                  for side in ("user", "item")))
     with part("bpr_reg"):
-        fused = sum(parts)
-    return *adj.split(fused), {"hyper": hyper}
+        users, items = (sum(rows) for rows in zip(*branches))
+    return users, items, {"hyper": hyper}
 
 
 def apply(params: dict, graphs: Graphs, feats: dict, key: jax.Array, train: bool, cfg: Config):
