@@ -75,7 +75,8 @@ def _shifted_logsumexp_bwd(tau, residuals, g):
     anchors, candidates, exps, total = residuals
     # d/ds_bj = exps_bj · coef_b with coef = g / (total · τ) (the softmax, and ds/da = c/τ, ds/dc = a/τ). The row
     # factor commutes with both products, so it scales [B, d] operands instead of the [B, C] exponentials.
-    coef = (g / (total * tau))[:, None]
+    tiny = jnp.finfo(jnp.float32).tiny
+    coef = (jnp.where(total > tiny, g / total, 0.0) / tau)[:, None]  # a row without candidates has no gradient
     d_anchors = coef * (exps @ candidates)
     # Written as ((coef·a)ᵀ E)ᵀ rather than Eᵀ (coef·a): the contraction over the batch then reads E row-major,
     # which the CPU product kernels run about 1.7x faster at [2048, 39387]; the barrier keeps XLA from folding the
