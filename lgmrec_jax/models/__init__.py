@@ -20,6 +20,8 @@ MODEL_MODULES = {
     "lightgcn": "lgmrec_jax.models.lightgcn",
     "lgmrec": "lgmrec_jax.models.lgmrec",
     "gume": "lgmrec_jax.models.gume",
+    "freedom": "lgmrec_jax.models.freedom",
+    "bm3": "lgmrec_jax.models.bm3",
 }
 
 
