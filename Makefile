@@ -36,11 +36,12 @@ AOT_DEP  := $(if $(filter system,$(ACCEL)),,aot-venv)
 .PHONY: help venv features-venv aot-venv train test data bench profile aot aot-table table ablations sweeps sparsity popularity clean
 
 help:
-	@echo "make train [MODEL=lightgcn|lgmrec|gume] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
+	@echo "make train [MODEL=lightgcn|lgmrec|gume|freedom|bm3] [DATASET=ml100k|baby|sports|clothing|synthetic-tiny] [ARGS='--set model.alpha=0.3']"
 	@echo "           [ACCEL=cpu|cuda12|cuda13|tpu|system]   (default: detected; now $(ACCEL))"
 	@echo "make test | make data DATASET=... [RAW=dir [REPLACE=1]] | make features-venv | make bench | make profile"
 	@echo "make aot ARGS='plan --model gume --dataset 10x-elec --generation v5e' | make aot-table   (TPU/GPU compilers)"
 	@echo "make table | ablations | sweeps | sparsity | popularity  [DATASET=ml100k SEEDS=3 ARGS='--set train.epochs=200']"
+	@echo "make table MODELS='lightgcn lgmrec gume freedom bm3' ARGS='--name main5_ml100k'   (default MODELS: lightgcn lgmrec gume)"
 
 $(VENV)/.installed-$(ACCEL): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11+ found on PATH or under ~/.pyenv" >&2; exit 1; }
@@ -107,8 +108,9 @@ aot-table: aot-venv
 
 # Paper-style experiments (experiments/): selection on validation only; tables and plots land in results/.
 SEEDS ?= 3
+MODELS ?= lightgcn lgmrec gume  # make table MODELS="lightgcn lgmrec gume freedom bm3" (any of models.MODEL_MODULES)
 table: venv
-	$(PY) -m experiments.run_table --models lightgcn lgmrec gume --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+	$(PY) -m experiments.run_table --models $(MODELS) --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 ablations: venv
 	$(PY) -m experiments.ablations --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)

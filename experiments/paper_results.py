@@ -120,6 +120,8 @@ PREFERRED_SOURCES = {
     "lgmrec": (SRC_LGMREC_LOG, SRC_LGMREC_PAPER, SRC_LGMREC_POSTFIX),
     "gume": (SRC_GUME,),
     "lightgcn": (SRC_MMREC, SRC_GUME),
+    "freedom": (SRC_MMREC,),
+    "bm3": (SRC_MMREC, SRC_GUME),
 }
 
 

@@ -41,7 +41,7 @@ from lgmrec_jax.aot import report, scales
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import synthetic
 from lgmrec_jax.models import MODEL_MODULES
-from lgmrec_jax.train import Trainer, make_epoch_programs, sampler_key
+from lgmrec_jax.train import Trainer, make_epoch_programs, model_key, sampler_key, uses_negatives
 
 MIB = 2**20
 
@@ -88,13 +88,15 @@ def measure(model: str, data, n_devices: int, time_reps: int) -> dict:
     return row
 
 
-def previous_train_step(model, model_cfg, optimizer):
+def previous_train_step(model, model_cfg, optimizer, steps_per_epoch=None):
     """The train step as it was before node tables were split (no `parallel.logical`, no placement constraint):
     the 1-device program of the previous commit, to time the current one against in the same run."""
     import optax
 
+    per_epoch = steps_per_epoch if getattr(model, "PER_EPOCH_KEY", False) else None
+
     def train_step(state, graphs, feats, batch):
-        key = jax.random.fold_in(state.key, state.step)
+        key = model_key(state.key, state.step, per_epoch)
         grad_fn = jax.value_and_grad(model.loss, has_aux=True)
         (loss, parts), grads = grad_fn(state.params, graphs, feats, batch, key, model_cfg)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -108,8 +110,10 @@ def one_device_before_after(model: str, data, steps: int, rounds: int) -> dict:
     """Seconds per step on one device: the previous program vs the current one, interleaved over the same steps."""
     cfg = load_config(model, data.name, overrides=["train.devices=1", "train.checkpoint_every=0"])
     trainer = Trainer(cfg, data, Path("/nonexistent-unused"), progress=False)
-    previous = make_epoch_programs(previous_train_step(trainer.model, cfg.model, trainer.optimizer),
-                                   parallel.batch_sharded(trainer.mesh)).run_steps
+    previous = make_epoch_programs(previous_train_step(trainer.model, cfg.model, trainer.optimizer,
+                                                       trainer.steps_per_epoch),
+                                   parallel.batch_sharded(trainer.mesh),
+                                   negatives=uses_negatives(trainer.model)).run_steps
     key = sampler_key(0, 0)
     order = trainer.programs.order(trainer.tables, key)
     args = (trainer.graphs, trainer.feats, trainer.tables, order, key, jnp.int32(0))

@@ -220,6 +220,8 @@ MODEL_CHECKS: dict[str, Check] = {
     "bm_loss": NON_NEGATIVE,
     "um_loss": NON_NEGATIVE,
     "vt_loss": NON_NEGATIVE,
+    "dropout": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "mm_image_weight": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
 }
 
 

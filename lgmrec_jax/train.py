@@ -46,6 +46,9 @@ from lgmrec_jax.step_parts import part
 
 EVAL_KEY_OFFSET = 1 << 30  # fold_in offset that keeps evaluation noise apart from training-step noise
 SAMPLER_KEY_OFFSET = 1 << 31  # and the sampler's draws (permutation, negatives) apart from both
+# A PER_EPOCH_KEY model's key is fold_in(run key, EPOCH_KEY_OFFSET + epoch): above every int32 step, so it never
+# equals a step key.
+EPOCH_KEY_OFFSET = 1 << 31
 
 
 @flax.struct.dataclass
@@ -72,11 +75,33 @@ def make_optimizer(cfg: RunConfig, steps_per_epoch: int) -> optax.GradientTransf
     return optax.chain(*parts)
 
 
-def make_train_step(model, model_cfg, optimizer):
-    """One optimizer step on one batch: a pure function, traced inside the epoch programs below."""
+def uses_negatives(model) -> bool:
+    """False for a model whose loss takes no sampled negative (USES_NEGATIVES = False, BM3): its batches carry none."""
+    return getattr(model, "USES_NEGATIVES", True)
+
+
+def model_key(run_key: jax.Array, step: jax.Array, steps_per_epoch: int | None = None) -> jax.Array:
+    """The key the model's loss gets at global step `step`: fold_in(run key, step), or, given `steps_per_epoch`
+    (a PER_EPOCH_KEY model, FREEDOM), the epoch's key fold_in(run key, EPOCH_KEY_OFFSET + step // steps_per_epoch),
+    the same for every step of the epoch. Either depends only on (seed, epoch, step)."""
+    if steps_per_epoch is None:
+        return jax.random.fold_in(run_key, step)
+    epoch = (step // steps_per_epoch).astype(jnp.uint32)
+    return jax.random.fold_in(run_key, jnp.uint32(EPOCH_KEY_OFFSET) + epoch)
+
+
+def make_train_step(model, model_cfg, optimizer, steps_per_epoch: int | None = None):
+    """One optimizer step on one batch: a pure function, traced inside the epoch programs below.
+
+    A model with PER_EPOCH_KEY = True draws its randomness once per epoch (FREEDOM's pruned graph, as MMRec's
+    pre_epoch_processing); it gets `model_key(..., steps_per_epoch)`, so `steps_per_epoch` is required for it."""
+    per_epoch = getattr(model, "PER_EPOCH_KEY", False)
+    if per_epoch and not steps_per_epoch:
+        raise ValueError(f"{model.__name__} draws its randomness per epoch (PER_EPOCH_KEY): make_train_step "
+                         "needs steps_per_epoch")
 
     def train_step(state: TrainState, graphs, feats, batch):
-        key = jax.random.fold_in(state.key, state.step)
+        key = model_key(state.key, state.step, steps_per_epoch if per_epoch else None)
 
         def loss(params):
             # Node tables split over devices are stored padded (parallel.py); the model sees their real rows, and
@@ -112,18 +137,20 @@ class EpochPrograms(NamedTuple):
     run_steps: Callable
 
 
-def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32", state_sharding=None) -> Callable:
+def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32", state_sharding=None,
+                   negatives: bool = True) -> Callable:
     """run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps) -> (state, loss-part sums): steps
     start … start+n_steps−1 of the epoch with permutation `order`, as a `lax.scan`; pure, to be jitted (or vmapped).
     `state_sharding` (parallel.Placement.shardings) pins the state's placement after every step, so the program
-    returns it placed as it came in (the donated buffers are reused, and the next call does not recompile)."""
+    returns it placed as it came in (the donated buffers are reused, and the next call does not recompile).
+    `negatives=False` (uses_negatives(model)): batches without negatives (sampler.batch_at)."""
 
     def run_steps(state, graphs, feats, tables, order, epoch_key, start, n_steps):
         def body(carry, i):
             state, sums = carry
             step = start + i
             with part("sampler"):
-                batch = sampler.batch_at(tables, order, step, jax.random.fold_in(epoch_key, step))
+                batch = sampler.batch_at(tables, order, step, jax.random.fold_in(epoch_key, step), negatives)
             with part("plumbing"):
                 # The batch is computed identically on every device; the constraint splits the step's work over
                 # the mesh's data axis (the loss is a global-batch mean, so XLA all-reduces the gradient).
@@ -135,7 +162,7 @@ def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32"
             return (state, jax.tree.map(jnp.add, sums, parts)), None
 
         with precision.matmul_precision(matmul_precision):
-            first = sampler.batch_at(tables, order, start, epoch_key)
+            first = sampler.batch_at(tables, order, start, epoch_key, negatives)
             parts_shape = jax.eval_shape(train_step, state, graphs, feats, first)[1]
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), parts_shape)
             (state, sums), _ = jax.lax.scan(body, (state, zeros), jnp.arange(n_steps, dtype=jnp.int32))
@@ -145,8 +172,8 @@ def make_run_steps(train_step, batch_sharding, matmul_precision: str = "float32"
 
 
 def make_epoch_programs(train_step, batch_sharding, matmul_precision: str = "float32",
-                        state_sharding=None) -> EpochPrograms:
-    run_steps = make_run_steps(train_step, batch_sharding, matmul_precision, state_sharding)
+                        state_sharding=None, negatives: bool = True) -> EpochPrograms:
+    run_steps = make_run_steps(train_step, batch_sharding, matmul_precision, state_sharding, negatives)
 
     def run_epoch(state, graphs, feats, tables, epoch_key, n_steps):
         order = sampler.epoch_order(tables, epoch_key)
@@ -212,10 +239,10 @@ class Trainer:
         self.tables = self.placement.replicate(sampler.build_tables(data, tc.train_batch_size))
         self.steps_per_epoch = self.tables.batches_per_epoch
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
-        self.train_step = make_train_step(self.model, cfg.model, self.optimizer)
+        self.train_step = make_train_step(self.model, cfg.model, self.optimizer, self.steps_per_epoch)
         self.state_sharding = self.placement.shardings(jax.eval_shape(self._logical_init_state))
         self.programs = make_epoch_programs(self.train_step, parallel.batch_sharded(self.mesh), tc.matmul_precision,
-                                            self.state_sharding)
+                                            self.state_sharding, uses_negatives(self.model))
         self.embed = make_embed(self.model, cfg.model, tc.matmul_precision, self.placement)
         self.valid_eval = Evaluator(data, "valid", tc.topk, tc.eval_batch_size, mesh=self.mesh,
                                     abstract=self.abstract, platform=self.platform)

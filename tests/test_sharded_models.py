@@ -2,8 +2,9 @@
 
 A subprocess with 8 forced host devices (the device count is fixed when JAX starts; the pytest process keeps one)
 runs this file as a script. On a synthetic set whose user and item counts (237, 157) divide by neither 2 nor 8, so
-every split table is padded, it trains LightGCN, LGMRec and GUME through the real Trainer for two epochs on meshes of
-1, 2 and 8 devices, and runs a short `Trainer.run()` (validation every epoch, checkpoints, best-epoch test) on each.
+every split table is padded, it trains every model (MODELS) through the real Trainer for two epochs on meshes of
+1, 2 and 8 devices, and runs a short `Trainer.run()` (validation every epoch, checkpoints, best-epoch test) on each,
+with the same Trainer (and so the same compiled programs): the two epochs write nothing into its run directory.
 It also multiplies random sparse matrices split into row blocks against the plain product, for all three backends,
 forward and backward (also in column chunks, as products over the gather budget run), and a user-item adjacency in
 the blocked node layout (operand built by join, result taken apart by split) against the plain one. The tests here
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MODELS = ("lightgcn", "lgmrec", "gume")
+MODELS = ("lightgcn", "lgmrec", "gume", "freedom", "bm3")
 DEVICE_COUNTS = (1, 2, 8)
 RTOL = 1e-5
 HERE = Path(__file__).resolve()
@@ -234,10 +235,10 @@ def worker(out_dir: Path) -> None:
     for model in MODELS:
         runs = {}
         for n in DEVICE_COUNTS:
-            trainer = _trainer(model, n, data, out_dir / "unused")
+            trainer = _trainer(model, n, data, out_dir / f"{model}-run-{n}", epochs=3, checkpoint_every=1)
             losses, leaves, metrics, padding = _two_epochs(trainer)
             np.savez(out_dir / f"{model}-{n}.npz", *leaves)
-            result = _trainer(model, n, data, out_dir / f"{model}-run-{n}", epochs=3, checkpoint_every=1).run()
+            result = trainer.run()
             runs[n] = {"losses": losses, "valid_after_two": metrics, "valid": result["valid"],
                        "test": result["test"], "best_epoch": result["best_epoch"],
                        "split_tables": _split_tables(trainer.init_state()), "padding": padding}

@@ -8,7 +8,7 @@ import pytest
 
 from lgmrec_jax import train as train_lib
 from lgmrec_jax.config import load_config
-from lgmrec_jax.data import synthetic
+from lgmrec_jax.data import sampler, synthetic
 from lgmrec_jax.errors import Failure
 from lgmrec_jax.rundir import RunDirError
 
@@ -67,6 +67,40 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
 
     assert records(tmp_path / "crashed") == records(tmp_path / "straight")
     assert resumed["test"] == straight["test"] and resumed["best_epoch"] == straight["best_epoch"]
+
+
+@pytest.mark.parametrize("model", ["freedom", "bm3"])
+def test_resume_continues_exactly_for_epoch_keys_and_no_negatives(data, tmp_path, monkeypatch, model):
+    """As above for FREEDOM (its pruned graph is drawn from the epoch's key) and BM3 (no negatives: its programs
+    must never trace the sampler's negative draw). One Trainer runs all three runs in turn, pointed at each run
+    directory: its compiled programs do not depend on the directory, and compiling once keeps the test short."""
+    if not train_lib.uses_negatives(train_lib.get_model(model)):
+        def no_negatives(*args):
+            raise AssertionError(f"{model} takes no negatives, but the sampler drew some")
+        monkeypatch.setattr(sampler, "draw_negatives", no_negatives)
+    cfg = load_config(model, "synthetic-tiny", overrides=OVERRIDES + [
+        "train.epochs=5", f'train.cache_dir="{tmp_path / "cache"}"'])
+    trainer = train_lib.Trainer(cfg, data, tmp_path / "straight", progress=False)
+    straight = trainer.run()
+
+    original = train_lib.Trainer._train_epoch
+
+    def crash_at_epoch_3(self, state, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, state, epoch)
+
+    trainer.workdir = tmp_path / "crashed"
+    monkeypatch.setattr(train_lib.Trainer, "_train_epoch", crash_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert len(records(tmp_path / "crashed")) == 3
+    monkeypatch.setattr(train_lib.Trainer, "_train_epoch", original)
+    resumed = trainer.run(resume=True)
+
+    assert records(tmp_path / "crashed") == records(tmp_path / "straight")
+    assert resumed["test"] == straight["test"] and resumed["best_epoch"] == straight["best_epoch"]
+    assert len({r["loss"] for r in records(tmp_path / "straight")}) == 5  # it trained
 
 
 def test_extending_a_capped_run_equals_a_run_with_the_larger_cap(data, tmp_path):

@@ -7,9 +7,10 @@
 
 A counts-only dataset has interactions drawn from power laws (user degrees as the synthetic generator's: at least
 5, Pareto-tailed, capped at MAX_USER_DEGREE; item popularity Zipf-like) and feature tables that are zero-strided views (no memory): the compiler needs shapes, and the
-sparse graphs' shapes (nonzeros per row block) follow from the interactions. GUME's kNN graphs cannot be computed
-without features; `graphs_for` gives it random neighbour lists of the configured k, half of them shared between the
-two modalities, so that its semantic-neighbour edges (the lists' intersection) are as many as real data give.
+sparse graphs' shapes (nonzeros per row block) follow from the interactions. GUME's and FREEDOM's kNN graphs cannot
+be computed without features; `graphs_for` gives GUME random neighbour lists of the configured k, half of them shared
+between the two modalities, so that its semantic-neighbour edges (the lists' intersection) are as many as real data
+give, and FREEDOM independent random lists per modality (self first).
 """
 
 from __future__ import annotations
@@ -73,10 +74,14 @@ def graphs_for(model_name: str, model, data: Dataset, cfg, backend: str, cache_d
 
 
 def _build(model_name: str, model, data: Dataset, cfg, backend: str, cache_dir):
-    if model_name != "gume" or not is_counts_only(data):
+    if model_name not in ("gume", "freedom") or not is_counts_only(data):
         return model.build_graphs(data, cfg.model, backend, cache_dir=cache_dir)
     rng = np.random.default_rng(1)
     k, n = cfg.model.knn_k, data.n_items
+    if model_name == "freedom":  # its item-item graph sums the lists' graphs: only the nonzero count matters
+        lists = {m: np.concatenate([np.arange(n)[:, None], rng.integers(0, n, (n, k - 1))], axis=1)
+                 for m in sorted(data.features)}
+        return model.graphs_from_knn(data, lists, cfg.model, backend)
     first = np.concatenate([np.arange(n)[:, None], rng.integers(0, n, (n, k - 1))], axis=1)
     graphs = {}
     for i, m in enumerate(sorted(data.features)):

@@ -92,19 +92,24 @@ def epoch_order(tables: SamplerTables, key: jax.Array) -> jax.Array:
     return jnp.concatenate([perm, jnp.full((pad,), n, jnp.int32)])
 
 
-def batch_at(tables: SamplerTables, order: jax.Array, step: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+def batch_at(tables: SamplerTables, order: jax.Array, step: jax.Array, key: jax.Array,
+             negatives: bool = True) -> dict[str, jax.Array]:
     """Batch number `step` of the epoch `order`: int32 users/pos/neg and a float32 mask, [batch_size] each.
 
-    Padding rows carry user, pos and neg 0 and mask 0, as the models expect.
+    Padding rows carry user, pos and neg 0 and mask 0, as the models expect. `negatives=False` (a model whose
+    USES_NEGATIVES is False, as MMRec's `use_neg_sampling: False`) leaves out "neg" and draws nothing from `key`;
+    the rows are the same.
     """
     rows = jax.lax.dynamic_slice(order, (step * tables.batch_size,), (tables.batch_size,))
     valid = rows < tables.n_interactions
     rows = jnp.where(valid, rows, 0)
     users, pos = tables.users[rows], tables.items[rows]
-    neg = draw_negatives(tables, users, key)
     zero = jnp.zeros_like(users)
-    return {"users": jnp.where(valid, users, zero), "pos": jnp.where(valid, pos, zero),
-            "neg": jnp.where(valid, neg, zero), "mask": valid.astype(jnp.float32)}
+    batch = {"users": jnp.where(valid, users, zero), "pos": jnp.where(valid, pos, zero),
+             "mask": valid.astype(jnp.float32)}
+    if negatives:
+        batch["neg"] = jnp.where(valid, draw_negatives(tables, users, key), zero)
+    return batch
 
 
 def draw_negatives(tables: SamplerTables, users: jax.Array, key: jax.Array) -> jax.Array:

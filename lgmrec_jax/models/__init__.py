@@ -6,9 +6,12 @@
   apply(params, graphs, feats, key, train, cfg) -> (user_emb [U,d], item_emb [I,d], aux)
   loss(params, graphs, feats, batch, key, cfg) -> (scalar, dict of scalar parts)
 
-`feats` maps modality name -> float32 [n_items, dim]; a module that sets READS_FEATURE_INPUTS = False (GUME keeps
-fine-tuned copies in params) is given an empty dict, so the frozen tables are not also placed on the device. `batch` holds int32 `users`, `pos`, `neg` and a float32
-`mask` ([B] each; mask 0 marks padding). The train loop knows nothing else about a model.
+`feats` maps modality name -> float32 [n_items, dim]; a module that sets READS_FEATURE_INPUTS = False (GUME, FREEDOM
+and BM3 keep fine-tuned copies in params) is given an empty dict, so the frozen tables are not also placed on the
+device. `batch` holds int32 `users`, `pos`, `neg` and a float32 `mask` ([B] each; mask 0 marks padding); a module that
+sets USES_NEGATIVES = False (BM3) gets no `neg` and the sampler draws none. `key` is fold_in(run key, step); a module
+that sets PER_EPOCH_KEY = True (FREEDOM, whose pruned graph MMRec draws once per epoch) gets one key per epoch
+instead (train.model_key). The train loop knows nothing else about a model. How to add one: README.md here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ MODEL_MODULES = {
     "lightgcn": "lgmrec_jax.models.lightgcn",
     "lgmrec": "lgmrec_jax.models.lgmrec",
     "gume": "lgmrec_jax.models.gume",
+    "freedom": "lgmrec_jax.models.freedom",
+    "bm3": "lgmrec_jax.models.bm3",
 }
 
 

@@ -71,6 +71,55 @@ class GUMEConfig:
     vt_loss: float = 0.1
 
 
+@dataclasses.dataclass(frozen=True)
+class FREEDOMConfig:
+    """Names as MMRec's FREEDOM.yaml. MMRec grid-searches dropout ∈ {0.8, 0.9} and reg_weight ∈ {0, 1e-5, 1e-4,
+    1e-3} and publishes no per-dataset choice; the defaults are one point of that grid (experiments/configs/freedom).
+    The yaml's `lambda_coeff`, `weight_size` and `cf_model` are read by no line of MMRec's model, so they are not
+    here."""
+
+    embedding_size: int = 64
+    feat_embed_dim: int = 64  # must equal embedding_size: the modality BPR scores user embeddings against it
+    knn_k: int = 10
+    n_mm_layers: int = 1  # propagations over the frozen item-item graph
+    n_ui_layers: int = 2  # LightGCN layers over the (pruned) user-item graph
+    mm_image_weight: float = 0.1  # weight of the image kNN graph in the item-item graph (text: 1 - it)
+    dropout: float = 0.8  # fraction of user-item edges pruned per epoch (0 = the full graph)
+    reg_weight: float = 1e-4  # weight of the modality BPR terms
+
+
+def validate_freedom(cfg: FREEDOMConfig, modalities: tuple[str, ...]) -> None:
+    if not modalities:
+        raise ValueError("freedom: needs at least one item modality (its item-item graph is built from them)")
+    if cfg.feat_embed_dim != cfg.embedding_size:
+        raise ValueError(f"freedom: feat_embed_dim ({cfg.feat_embed_dim}) must equal embedding_size "
+                         f"({cfg.embedding_size}): the modality BPR terms score user embeddings against projected "
+                         "features")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"freedom: dropout must be in [0, 1), got {cfg.dropout}")
+    if not 0.0 <= cfg.mm_image_weight <= 1.0:
+        raise ValueError(f"freedom: mm_image_weight must be in [0, 1], got {cfg.mm_image_weight}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BM3Config:
+    """Names as MMRec's BM3.yaml; defaults are the Baby row of BM3's published best settings (layers 1, dropout 0.5,
+    reg_weight 0.1). The yaml's `feat_embed_dim` is not read by MMRec's model (the projections map to
+    embedding_size), so it is not here."""
+
+    embedding_size: int = 64
+    n_layers: int = 1  # LightGCN layers
+    dropout: float = 0.5  # dropout rate of the target views
+    reg_weight: float = 0.1
+    cl_weight: float = 2.0  # weight of the modality alignment and masked-feature terms
+
+
+def validate_bm3(cfg: BM3Config, modalities: tuple[str, ...]) -> None:
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"bm3: dropout must be in [0, 1), got {cfg.dropout}")
+
+
 # Keyed as models.MODEL_MODULES (tests/test_config.py checks that the two registries agree).
-CONFIGS = {"lightgcn": LightGCNConfig, "lgmrec": LGMRecConfig, "gume": GUMEConfig}
-VALIDATORS = {"lgmrec": validate_lgmrec}
+CONFIGS = {"lightgcn": LightGCNConfig, "lgmrec": LGMRecConfig, "gume": GUMEConfig, "freedom": FREEDOMConfig,
+           "bm3": BM3Config}
+VALIDATORS = {"lgmrec": validate_lgmrec, "freedom": validate_freedom, "bm3": validate_bm3}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-MODELS = ("lightgcn", "lgmrec", "gume")
+MODELS = ("lightgcn", "lgmrec", "gume", "freedom", "bm3")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,7 +46,8 @@ def test_abstract_trainer_lowers_the_same_programs_on_one_device(model):
 
 
 def test_abstract_trainer_lowers_the_same_programs_split_over_four_devices():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # this checkout's package
     out = subprocess.run([sys.executable, __file__], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     same = json.loads(out.stdout.strip().splitlines()[-1])
