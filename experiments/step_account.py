@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gzip
 import json
+import operator
 import os
 import shutil
 import subprocess
@@ -51,21 +53,28 @@ PART_ORDER = ("sampler", "noise", "projection", "propagation", "hypergraph", "se
 # One version, one model × scale: runs in its own process (the worker).
 
 
+def median_seconds(fn, *args, reps: int = 3) -> float:
+    """Median seconds of `jax.jit(fn)(*args)` after one warm-up call (compile, first allocation)."""
+    import jax
+    import numpy as np
+
+    fn = jax.jit(fn)
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def machine_rates(dot_shapes, reps: int = 3) -> dict:
     """Matmul GFLOP/s per (M, K, N), exp elements/s, and elementwise bytes/s, timed in this process."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     def best(fn, *args):
-        fn = jax.jit(fn)
-        jax.block_until_ready(fn(*args))
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
+        return median_seconds(fn, *args, reps=reps)
 
     key = jax.random.PRNGKey(0)
     rates = {}
@@ -102,7 +111,6 @@ def replay_seconds(costs, graphs, reps: int = 3) -> dict[str, float]:
     CSR product) the same matrix of the model's graphs: the profiler sees only their launch (hlo_costs.ASYNC)."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from lgmrec_jax.graph import SparseMatrix
 
@@ -119,22 +127,16 @@ def replay_seconds(costs, graphs, reps: int = 3) -> dict[str, float]:
         if c.replay not in timed:
             if c.replay[0] == "dot":
                 _, lhs, rhs, lc, rc, lb, rb = c.replay
-                fn = jax.jit(lambda a, b, d=((lc, rc), (lb, rb)): jax.lax.dot_general(a, b, d))
+                fn = functools.partial(jax.lax.dot_general, dimension_numbers=((lc, rc), (lb, rb)))
                 args = (jax.random.normal(key, lhs, jnp.float32), jax.random.normal(key, rhs, jnp.float32))
             else:
                 _, nnz, rows, operand_rows, width = c.replay
                 mat = csr.get((nnz, rows, operand_rows))
                 if mat is None:
                     continue
-                fn = jax.jit(lambda m, x: m @ x)
+                fn = operator.matmul
                 args = (mat, jax.random.normal(key, (operand_rows, width), jnp.float32))
-            jax.block_until_ready(fn(*args))
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times.append(time.perf_counter() - t0)
-            timed[c.replay] = float(np.median(times))
+            timed[c.replay] = median_seconds(fn, *args, reps=reps)
         out[c.name] = timed[c.replay]
     return out
 
