@@ -314,10 +314,13 @@ def render(pairs: list[tuple[dict, dict | None]], info: dict) -> str:
              f"load at start {info['load']}. One device (the machine's CPU).",
              ("Before = " + f"git `{before_rev}`, after = the working tree, in alternating processes, "
               f"median of {pairs[0][0].get('rounds', 1)} round(s) each." if before_rev else ""), "",
-             "Floor: dense products at the rate of a plain product of the same shape, transcendentals at the rate "
-             "of a large exp, sparse products at the bandwidth of a large elementwise pass, all measured in the same "
-             "process; elementwise work and copies have no floor (they could fuse into the products). "
-             "Time per part: the profiler's durations of the instructions charged to it, per step.", "",
+             "Floor: dense products at the rate measured for their shape (the better of a plain product and one "
+             "summed in the same program), transcendentals at the rate of a large summed exp, sparse products at "
+             "the bandwidth of a large elementwise pass, all measured in the same process; elementwise work and "
+             "copies have no floor (they could fuse into the products). Time per part: the profiler's durations of "
+             "its instructions, with the asynchronous library calls (large dots, CSR products) timed on their own, "
+             "all scaled by one factor to add up to the step timed without the profiler. GFLOP, transcendentals "
+             "and GB are the after version's.", "",
              "| model | size | settings | step ms" + (" before | step ms after" if before_rev else "") +
              " | floor ms | step / floor | epoch s (scanned)" + (" before → after" if before_rev else "") +
              " | validation s" + (" before → after" if before_rev else "") + " |",
