@@ -274,7 +274,8 @@ def _lgmrec_cold(params, graphs, feats, new: dict, key, cfg, parts: tuple[str, .
         n_users, n_items = params["user_embedding"].shape[0], params["item_id_embedding"].shape[0]
         # The warm items' memberships with the same inference noise as the warm embeddings, so Λ matches them.
         noise = lg.sample_noise(key, n_users, n_items, graphs.modalities, False, cfg)
-        h_item, _ = lg.hyperedge_memberships(params, graphs, feats, noise, cfg)
+        item_logits = lg.feature_projections(params, feats, graphs.modalities, cfg)["hyper"]  # as forward's
+        h_item, _ = lg.hyperedge_memberships(graphs, item_logits, noise, cfg)
         item_input = lg.cge(params, graphs, cfg)[n_users:] if cfg.use_cge else params["item_id_embedding"]
         ghe = 0.0
         for m in graphs.modalities:
