@@ -44,18 +44,18 @@ def similarity_logsumexp(anchors: jax.Array, candidates: jax.Array, tau: float,
     candidates with `candidate_mask` 1 when given, e.g. the real rows of a padded batch).
 
     For rows of norm ≤ 1 (l2-normalized), every score lies in [−1/τ, 1/τ], so the exponentials are taken with the
-    fixed shift 1/τ instead of each row's maximum: equal to `logsumexp(a @ c.T / τ)` in exact arithmetic, and XLA
-    then fuses product, exponential and row sum instead of materialising the [B, C] scores three times (division
-    by τ, maximum, shifted exponential). 1/τ is folded into the [B, d] anchors, not applied to the [B, C] scores.
-    The exponentials [B, C] are saved for the gradient, as autodiff of logsumexp saves them: one exponential per
-    score, no recomputation. Below τ = 2/80 the smallest score's exponential would underflow float32 against the
-    shift, so small temperatures take the row-maximum path. A row whose candidates are all masked gets
-    log(tiny), finite, so that a padding row times its zero weight stays zero.
+    fixed shift 1/τ instead of each row's maximum: equal to `logsumexp(a @ c.T / τ)` in exact arithmetic, and the
+    compiled step no longer divides the [B, C] scores by τ, reduces them for a maximum and tests them for
+    finiteness: after the product comes one exponential pass and its row sum. 1/τ is folded into the [B, d]
+    anchors. The exponentials [B, C] are saved for the gradient, as autodiff of logsumexp saves them: one
+    exponential per score, no recomputation. Below τ = 2/80 the smallest score's exponential would underflow float32
+    against the shift, so small temperatures take the row-maximum path (masked scores there are a finite −1e9, so an
+    all-masked row stays finite too). A row whose candidates are all masked gets a finite value and no gradient, so
+    that a padding row times its zero weight stays zero.
     """
     mask = jnp.ones(candidates.shape[:1], candidates.dtype) if candidate_mask is None else candidate_mask
     if tau < 2.0 / 80.0:
-        scores = jnp.where(mask[None, :] > 0, anchors @ candidates.T / tau, -jnp.inf)
-        return jnp.maximum(jax.nn.logsumexp(scores, axis=-1), jnp.log(jnp.finfo(jnp.float32).tiny))
+        return jax.nn.logsumexp(jnp.where(mask[None, :] > 0, anchors @ candidates.T / tau, -1e9), axis=-1)
     return _shifted_logsumexp(anchors, candidates, mask, tau)
 
 

@@ -54,3 +54,9 @@ def test_projection_gradients_match_float64():
     out, vjp = jax.vjp(precision.project, jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32))
     dx, dw = vjp(jnp.asarray(dy, jnp.float32))
     assert rel(out, x @ w) <= 1e-5 and rel(dx, dy @ w.T) <= 1e-5 and rel(dw, x.T @ dy) <= 1e-5
+
+
+def test_small_temperature_keeps_very_negative_rows_exact():
+    # Every candidate opposite the anchor: log Σ exp(−1/τ) = log C − 1/τ, far below float32's log(tiny) at τ = 0.01.
+    a = jnp.asarray([[1.0, 0.0]]); c = jnp.asarray([[-1.0, 0.0]] * 3)
+    np.testing.assert_allclose(float(losses.similarity_logsumexp(a, c, 0.01)[0]), np.log(3) - 100.0, rtol=1e-6)
