@@ -158,20 +158,22 @@ def test_a_full_disk_when_a_run_starts_leaves_a_directory_the_retry_accepts(tmp_
     rundir.check_fresh(run_dir)  # what the retry checks first: accepted (training it again would take seconds)
 
 
-def as_from_a_terminal():
-    """In the child before exec: Ctrl-C delivered and handled by default, as a shell starts a command. A child
-    inherits a blocked or ignored SIGINT from its parent, and within the full suite the pytest process can hold
-    one (the child then trained on through both signals and exited 0)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def as_from_a_terminal(command: list[str]) -> list[str]:
+    """`command` started with Ctrl-C delivered and handled by default, as a shell starts it. A child inherits a
+    blocked or ignored SIGINT from its parent, and within the full suite the pytest process can hold one (the child
+    then trained on through both signals and exited 0). A small Python resets both and execs the command, so the pid
+    stays the command's; no preexec_fn, which would fork the multithreaded pytest process."""
+    reset = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+             "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", reset, *command]
 
 
 def test_a_second_ctrl_c_during_shutdown_prints_no_traceback(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "lgmrec_jax.cli", *TRAIN, *TINY, "--workdir", str(run_dir),
-                             "--set", "train.epochs=1000", "train.stopping_step=1000", "train.train_batch_size=512"],
-                            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=as_from_a_terminal)
+    command = [sys.executable, "-m", "lgmrec_jax.cli", *TRAIN, *TINY, "--workdir", str(run_dir),
+               "--set", "train.epochs=1000", "train.stopping_step=1000", "train.train_batch_size=512"]
+    proc = subprocess.Popen(as_from_a_terminal(command), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_bytes():
