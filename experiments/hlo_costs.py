@@ -130,10 +130,7 @@ def parse(text: str) -> tuple[dict[str, list[Instruction]], str]:
 
 def _dot(instr: Instruction, shapes: dict[str, str]) -> tuple[int, int, int]:
     lhs = dims_of(shapes[instr.operands[0]])
-    contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", instr.attrs)
-    batch = re.search(r"lhs_batch_dims=\{([\d,]*)\}", instr.attrs)
-    k_dims = [int(d) for d in contracting.group(1).split(",") if d] if contracting else []
-    b_dims = [int(d) for d in batch.group(1).split(",") if d] if batch else []
+    k_dims, b_dims = _dims_attr(instr, "lhs_contracting_dims"), _dims_attr(instr, "lhs_batch_dims")
     k = math.prod(lhs[d] for d in k_dims)
     out = math.prod(dims_of(instr.shape))
     m = math.prod(lhs[d] for d in range(len(lhs)) if d not in k_dims and d not in b_dims) * \

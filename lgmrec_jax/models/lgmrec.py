@@ -146,15 +146,15 @@ def feature_projections(params: dict, feats: dict, modalities: tuple[str, ...], 
     pass instead of twice, and the CPU product kernels run a 128-wide right operand about twice as fast per FLOP as
     two 64-wide ones. The columns are the same sums, so the values are those of the separate products.
     """
-    kinds = [k for k, on, weights in (("mge", cfg.use_mge, "item_trs"), ("hyper", cfg.use_ghe, "hyper")) if on]
-    out = {k: {} for k in kinds}
+    kinds = [(k, table) for k, on, table in (("mge", cfg.use_mge, "item_trs"), ("hyper", cfg.use_ghe, "hyper")) if on]
+    out = {k: {} for k, _ in kinds}
     for m in modalities:
-        weights = [params["item_trs" if k == "mge" else "hyper"][m] for k in kinds]
+        weights = [params[table][m] for _, table in kinds]
         if not weights:
             continue
         both = precision.project(feats[m], jnp.concatenate(weights, axis=1)) if len(weights) > 1 else None
         start = 0
-        for k, w in zip(kinds, weights):
+        for (k, _), w in zip(kinds, weights):
             out[k][m] = precision.project(feats[m], w) if both is None else both[:, start:start + w.shape[1]]
             start += w.shape[1]
     return out
