@@ -64,8 +64,11 @@ def render(rows: list[dict]) -> list[str]:
 
 
 def cmd_compile(args) -> int:
+    from lgmrec_jax import atomic
     from lgmrec_jax.aot import report, scales, targets
 
+    if args.json:
+        atomic.refuse_foreign(args.json, "--json")  # before minutes of compiling, not after
     target_list = [targets.parse(t) for t in args.target]
     rows = []
     for dataset in args.dataset:
@@ -79,7 +82,7 @@ def cmd_compile(args) -> int:
                 rows += new
     print("\n".join(render(rows)))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        atomic.write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

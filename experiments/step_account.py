@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1 or args.rounds < 1:
         p.error("--steps and --rounds must be at least 1")
+    if args.json and not args.worker:
+        from lgmrec_jax import atomic
+
+        atomic.refuse_foreign(args.json, "--json")  # before the runs, not after them
     if args.worker:
         result = account(args.models[0], args.scales[0], args.steps, args.epochs)
         args.worker.write_text(json.dumps(result))
