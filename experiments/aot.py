@@ -107,6 +107,8 @@ def cmd_plan(args) -> int:
 
 def cmd_table(args) -> int:
     """The BENCHMARKS.md tables: TPU targets with cost analysis, then GPU memory."""
+    from experiments import generated_block
+    from lgmrec_jax import atomic
     from lgmrec_jax.aot import report, scales, targets
 
     rows = []
@@ -128,11 +130,11 @@ def cmd_table(args) -> int:
                     print(f"[{time.perf_counter() - t0:6.0f}s] {json.dumps(r)}", file=sys.stderr, flush=True)
                 rows += new
                 if args.json:
-                    args.json.write_text(json.dumps(rows, indent=1))
+                    atomic.write_text(args.json, json.dumps(rows, indent=1))
     block = table_block(rows, args)
     print(block)
     if args.write:
-        write_block(ROOT / "BENCHMARKS.md", block)
+        generated_block.replace(ROOT / "BENCHMARKS.md", BEGIN, END, block)
     return 0
 
 
@@ -170,18 +172,6 @@ def table_block(rows: list[dict], args) -> str:
         lines += render(gpu)
     lines += ["", END]
     return "\n".join(lines) + "\n"
-
-
-def write_block(path: Path, block: str) -> None:
-    """Replaces this command's own generated block of BENCHMARKS.md (between its markers); the rest stays."""
-    from lgmrec_jax import atomic
-
-    text = path.read_text()
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    atomic.write_text(path, text)  # the project's write rule: complete or not at all
 
 
 def parse_args(argv):
