@@ -87,8 +87,13 @@ aot-venv: $(AOT_VENV)/.installed
 train: venv
 	$(PY) -m lgmrec_jax.cli train --model $(MODEL) --dataset $(DATASET) $(ARGS)
 
+# Test files run in parallel processes (pytest-xdist), one file per process so a file's shared fixtures (the 8-device
+# subprocesses) run once: most tests wait on single-threaded XLA compiles, so 2 processes on 2 cores take ~0.65 of the
+# serial time. At most 4; serial where xdist is absent (ACCEL=system uses the machine's own packages).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: venv $(AOT_DEP)
-	$(if $(AOT_DEP),LGMREC_AOT_PYTHON=$(AOT_PY) ,)$(PY) -m pytest tests
+	$(if $(AOT_DEP),LGMREC_AOT_PYTHON=$(AOT_PY) ,)$(PY) -m pytest tests \
+	  $$($(PY) -c 'import xdist' 2>/dev/null && [ $(TEST_WORKERS) -gt 1 ] && echo --numprocesses=$(TEST_WORKERS) --dist=loadfile)
 
 data: venv
 	$(DATA_PY) -m data_prep $(DATASET) $(if $(RAW),--raw $(RAW),) $(if $(REPLACE),--replace,)
