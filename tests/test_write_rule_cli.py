@@ -322,3 +322,20 @@ def test_recommend_and_export_speak_the_dataset_s_ids(mapped_run):
     assert (root / "emb" / "user_ids.txt").read_text().splitlines() == users
     assert (root / "emb" / "item_ids.txt").read_text().splitlines() == items
     assert json.loads((root / "emb" / "export.json").read_text())["ids"]["space"].startswith("dataset")
+
+
+MEASUREMENT_JSON = [("experiments.scaling", "--scales", "baby", "--models", "bm3", "--json"),
+                    ("experiments.step_account", "--models", "bm3", "--scales", "baby", "--json"),
+                    ("experiments.aot", "compile", "--target", "v5e:1x1", "--model", "bm3", "--dataset",
+                     "synthetic-baby", "--json")]
+
+
+@pytest.mark.parametrize("command", MEASUREMENT_JSON, ids=[c[0] for c in MEASUREMENT_JSON])
+def test_measurement_json_never_replaces_an_existing_file(command, tmp_path):
+    module, *args = command
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "numbers"}\n')
+    before = tree(tmp_path)
+    expect(f"{module} --json onto a user's file", run(module, *args, mine), 2,
+           f"--json {mine}: a file that this command did not write is already there")
+    assert tree(tmp_path) == before  # refused before any measuring, nothing written
