@@ -196,7 +196,7 @@ def grouped_bar_plot(path: Path, groups: Sequence[str], series: dict[str, tuple[
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the axes: never over a bar
     _save(fig, path)
 
 
