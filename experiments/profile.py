@@ -36,7 +36,7 @@ def adjacency(graphs) -> SparseMatrix:
 
 
 def profile(model: str, dataset: str, steps: int, overrides: list[str], runs_dir: Path) -> Path:
-    from lgmrec_jax.cli import ensure_dataset  # builds ml100k on first use, like `make train`
+    from lgmrec_jax.run_data import ensure_dataset  # builds ml100k on first use, like `make train`
 
     cfg = load_config(model, dataset, overrides=overrides)
     data = ensure_dataset(dataset, Path(cfg.train.data_dir))

@@ -255,7 +255,7 @@ def split_overrides(items: list[str], model: str) -> list[str]:
 
 
 def load_data(dataset: str, data_dir: str = "data"):
-    from lgmrec_jax.cli import ensure_dataset
+    from lgmrec_jax.run_data import ensure_dataset
     return ensure_dataset(dataset, Path(data_dir))
 
 

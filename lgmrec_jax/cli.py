@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from lgmrec_jax import atomic, errors, jsonio
+from lgmrec_jax import atomic, errors, jsonio, run_data
 from lgmrec_jax.config import check_fits_data, load_config, load_saved_config, validate
 from lgmrec_jax.data.mmrec import report_lines
 from lgmrec_jax.errors import InputError
@@ -107,7 +107,7 @@ def cmd_recommend(args) -> int:
         raise InputError(f"--k {args.k}: must be a positive number of items")
     _check_new_file(args.out, "--out")
     cfg = checks.read_run_config(args.run)
-    data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    data = run_data.ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     ids = checks.DatasetIds.of(cfg, data, internal=args.internal_ids)
     users = ids.resolve_users(args.users)
     cold = checks.read_cold_features(args.cold_features) if args.cold_features else None
@@ -155,7 +155,7 @@ def cmd_export(args) -> int:
         raise InputError(f"--out {args.out}: already holds an export ({', '.join(present)}); choose another "
                          "directory or move those files away (nothing was written)")
     cfg = checks.read_run_config(args.run)
-    data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    data = run_data.ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     ids = checks.DatasetIds.of(cfg, data, internal=args.internal_ids)
     from lgmrec_jax import recommend
     info = recommend.export_embeddings(recommend.load_run(args.run, data), args.out, ids)
@@ -173,16 +173,6 @@ def _check_new_file(path: Path | None, flag: str) -> None:
         raise InputError(f"{flag} {path}: already exists; choose another file or move it away (nothing was written)")
     if not path.parent.is_dir():
         raise InputError(f"{flag} {path}: the folder {path.parent} does not exist")
-
-
-def ensure_dataset(name: str, data_dir: Path):
-    """Loads a dataset; the default ml100k is built on first use (it cannot be shipped)."""
-    from lgmrec_jax.data.sources import load_dataset
-    if name == "ml100k" and not (data_dir / name).is_dir():
-        from data_prep import movielens
-        print(f"building the default dataset into {data_dir / name} (first run only)")
-        movielens.build(data_dir / name, Path(".cache/wheels"))
-    return load_dataset(name, data_dir)
 
 
 def cmd_train(args) -> int:
@@ -220,7 +210,7 @@ def cmd_train(args) -> int:
     print(platform_line)
     if warning:  # an accelerator the OS shows but JAX does not use: say it before a long, slow run starts
         print(warning, file=sys.stderr)
-    data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+    data = run_data.ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     print(data.summary())
     for note in report_lines(data.load_report):
         print(f"note: {note}")

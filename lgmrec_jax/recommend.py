@@ -88,8 +88,8 @@ def load_run(run_dir: str | Path, data: Dataset | None = None) -> LoadedRun:
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     if data is None:
-        from lgmrec_jax.cli import ensure_dataset
-        data = ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
+        from lgmrec_jax import run_data
+        data = run_data.ensure_dataset(cfg.dataset, Path(cfg.train.data_dir))
     for warning in rundir.check_matches_record(run_dir, cfg, data, use="--run"):
         print(f"warning: {warning}", file=sys.stderr)
     model = get_model(cfg.model_name)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from lgmrec_jax import cli, recommend
+from lgmrec_jax import cli, recommend, run_data
 from lgmrec_jax.config import load_config
 from lgmrec_jax.data import synthetic
 from lgmrec_jax.data.dataset import Dataset
@@ -114,7 +114,7 @@ def test_cold_start_checks_features_and_models(cold_setup):
 
 def test_cli_recommend_and_export(cold_setup, tmp_path, monkeypatch, capsys):
     # The run trained on a modified dataset; hand the CLI that dataset instead of regenerating synthetic-tiny.
-    monkeypatch.setattr(cli, "ensure_dataset", lambda name, data_dir: cold_setup["data"])
+    monkeypatch.setattr(run_data, "ensure_dataset", lambda name, data_dir: cold_setup["data"])
     np.savez(tmp_path / "new.npz", **cold_setup["new_feats"])
     out = tmp_path / "rec.json"
     assert cli.main(["recommend", "--run", str(cold_setup["run_dir"]), "--users", "3", "5", "--k", "4",
