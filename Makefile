@@ -88,7 +88,7 @@ train: venv
 	$(PY) -m lgmrec_jax.cli train --model $(MODEL) --dataset $(DATASET) $(ARGS)
 
 # Test files run in parallel processes (pytest-xdist), one file per process so a file's shared fixtures (the 8-device
-# subprocesses) run once: most tests wait on single-threaded XLA compiles, so 2 processes on 2 cores take ~0.65 of the
+# subprocesses) run once: most tests wait on single-threaded XLA compiles, so 2 processes on 2 cores take ~0.7 of the
 # serial time. At most 4; serial where xdist is absent (ACCEL=system uses the machine's own packages).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: venv $(AOT_DEP)
