@@ -226,9 +226,6 @@ def run(args) -> tuple[list[dict], list[dict]]:
     return rows, before_after
 
 
-_RELAUNCHED = "LGMREC_SCALING_RELAUNCHED"  # set in the child this process starts with forced host devices
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m experiments.scaling", description=__doc__.split("\n")[0])
     p.add_argument("--scales", nargs="+", default=["baby", "clothing"], choices=sorted(synthetic.SCALES))
@@ -246,13 +243,13 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.json and not os.environ.get(_RELAUNCHED):
-        atomic.refuse_foreign(args.json, "--json")  # before the runs, not after them
+    if args.json:  # before the runs (the relaunched child checks again, finding the path still free)
+        atomic.refuse_foreign(args.json, "--json")
     if jax.device_count() < max(args.devices):
         if jax.default_backend() != "cpu":
             raise SystemExit(f"error: {jax.device_count()} {jax.default_backend()} device(s) here; "
                              f"--devices {' '.join(map(str, args.devices))} needs {max(args.devices)}")
-        env = dict(os.environ, JAX_PLATFORMS="cpu", **{_RELAUNCHED: "1"}, XLA_FLAGS=(
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
             f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={max(args.devices)}").strip())
         return subprocess.call([sys.executable, "-m", "experiments.scaling", *argv], env=env)
     rows, before_after = run(args)
