@@ -105,6 +105,30 @@ def cmd_plan(args) -> int:
     return 0 if name else 1
 
 
+ROW_KEYS = ("model", "dataset", "target", "program")
+
+
+def read_rows(path: Path, flag: str) -> list[dict]:
+    """Rows written by `compile --json` or `table --json`; anything else is an error naming the file."""
+    from lgmrec_jax.errors import InputError
+    from lgmrec_jax.jsonio import read_json
+
+    rows = read_json(path, f"{flag} rows file")
+    if not (isinstance(rows, list) and all(isinstance(r, dict) and all(k in r for k in ROW_KEYS) for r in rows)):
+        raise InputError(f"{flag} {path}: not a list of compile rows (each with {', '.join(ROW_KEYS)})")
+    return rows
+
+
+def is_rows_file(path: Path) -> bool:
+    from lgmrec_jax.errors import InputError
+
+    try:
+        read_rows(path, "--json")
+    except InputError:
+        return False
+    return True
+
+
 def cmd_table(args) -> int:
     """The BENCHMARKS.md tables: TPU targets with cost analysis, then GPU memory."""
     from experiments import generated_block
@@ -113,10 +137,11 @@ def cmd_table(args) -> int:
 
     rows = []
     for path in args.from_json or []:
-        rows += json.loads(path.read_text())
-    if args.json and args.json.exists():  # a table run cut short goes on where it stopped
-        rows += json.loads(args.json.read_text())
-    done = {(r["model"], r["dataset"], r["target"], r["program"]) for r in rows}
+        rows += read_rows(path, "--from-json")
+    if args.json:  # a table run cut short goes on where it stopped; a file of anything else is refused
+        atomic.refuse_foreign(args.json, "--json", is_own=is_rows_file)
+        rows += read_rows(args.json, "--json") if args.json.exists() else []
+    done = {tuple(r[k] for k in ROW_KEYS) for r in rows}
     for dataset in ([] if args.from_json else args.datasets):
         data = None
         for model in args.models:

@@ -327,10 +327,12 @@ def test_recommend_and_export_speak_the_dataset_s_ids(mapped_run):
 MEASUREMENT_JSON = [("experiments.scaling", "--scales", "baby", "--models", "bm3", "--json"),
                     ("experiments.step_account", "--models", "bm3", "--scales", "baby", "--json"),
                     ("experiments.aot", "compile", "--target", "v5e:1x1", "--model", "bm3", "--dataset",
-                     "synthetic-baby", "--json")]
+                     "synthetic-baby", "--json"),
+                    ("experiments.aot", "table", "--models", "bm3", "--datasets", "synthetic-baby", "--targets",
+                     "v5e:1x1", "--gpu-targets", "--programs", "train_step", "--json")]
 
 
-@pytest.mark.parametrize("command", MEASUREMENT_JSON, ids=[c[0] for c in MEASUREMENT_JSON])
+@pytest.mark.parametrize("command", MEASUREMENT_JSON, ids=[" ".join(c[:2]) for c in MEASUREMENT_JSON])
 def test_measurement_json_never_replaces_an_existing_file(command, tmp_path):
     module, *args = command
     mine = tmp_path / "mine.json"
@@ -339,3 +341,10 @@ def test_measurement_json_never_replaces_an_existing_file(command, tmp_path):
     expect(f"{module} --json onto a user's file", run(module, *args, mine), 2,
            f"--json {mine}: a file that this command did not write is already there")
     assert tree(tmp_path) == before  # refused before any measuring, nothing written
+
+
+def test_the_tpu_table_goes_on_from_its_own_rows_file():
+    from experiments import aot  # its own rows, as committed, are recognised; a list of other dicts is not
+    rows = ROOT / "results" / "tpu_compile_rows.json"
+    assert aot.is_rows_file(rows) and len(aot.read_rows(rows, "--json")) >= 100
+    assert not aot.is_rows_file(ROOT / "results" / "main_ml100k.json")
